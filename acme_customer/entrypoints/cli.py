@@ -1,0 +1,93 @@
+"""The ``acme-customer`` command: local stack, migrations, worker."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _devstack_root() -> Path:
+    return Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack")).resolve()
+
+
+def _devstack(args: argparse.Namespace) -> int:
+    from acme_customer.devstack.components import ComponentError
+    from acme_customer.devstack.stack import Stack
+
+    stack = Stack(_devstack_root(), REPO, names=args.components or None)
+    try:
+        if args.action == "up":
+            stack.up()
+        elif args.action == "down":
+            stack.down()
+        elif args.action == "stop":
+            for component in stack.components:
+                stack.stop(component)
+                print(f"{component.name}: stopped")
+        elif args.action == "start":
+            for component in stack.components:
+                stack.start(component)
+        elif args.action == "env":
+            sys.stdout.write((stack.layout.root / "env").read_text())
+        else:
+            rows = stack.status()
+            for name, description, _ in rows:
+                print(f"{name:9} {description}")
+            return 0 if all(healthy for _, _, healthy in rows) else 1
+    except ComponentError as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from acme_customer.adapters.migrations import apply_migrations
+    from acme_customer.config import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as error:
+        print(f"acme-customer: {error}", file=sys.stderr)
+        return 2
+    applied = apply_migrations(settings.database_url)
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from acme_customer.app import app
+
+    sys.argv = ["acme-customer", "worker", *args.faust_args]
+    app.main()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acme-customer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    devstack = commands.add_parser("devstack", help="the real local stack (Kafka, registry, PostgreSQL, Mongo)")
+    devstack.add_argument("action", choices=["up", "down", "status", "start", "stop", "env"])
+    devstack.add_argument("components", nargs="*", help="postgres, mongo, kafka, registry (default: all)")
+    devstack.set_defaults(handler=_devstack)
+
+    migrate = commands.add_parser("migrate", help="apply the PostgreSQL schema migrations")
+    migrate.set_defaults(handler=_migrate)
+
+    worker = commands.add_parser("worker", help="run the Faust worker (same as faust -A acme_customer.app worker)")
+    worker.add_argument("faust_args", nargs=argparse.REMAINDER)
+    worker.set_defaults(handler=_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
