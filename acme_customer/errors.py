@@ -2,8 +2,11 @@
 
     AcmeCustomerError
     ├── ConfigError            a setting is missing or malformed (stops the worker at start)
+    ├── StoreConflict          a uniqueness constraint fired (a concurrent writer got there first):
+    │                          redo the record alone, where it resolves as a duplicate
     ├── PermanentError         retrying cannot help: the record goes to the DLQ at once
-    │   └── InvalidEvent       the input failed decoding or validation (carries the reason)
+    │   ├── InvalidEvent       the input failed decoding or validation (carries the reason)
+    │   └── RecordRejected     PostgreSQL refused the record's data (a check or type error)
     └── TransientError         may succeed on retry (with backoff), then DLQ after the last attempt
         ├── StoreUnavailable   PostgreSQL unreachable, failing over, or a serialization failure
         ├── ReadModelUnavailable  MongoDB unreachable
@@ -27,6 +30,14 @@ class PermanentError(AcmeCustomerError):
 
 class InvalidEvent(PermanentError):
     """The input is not a valid event; ``str(error)`` is a reason a person can act on."""
+
+
+class RecordRejected(PermanentError):
+    """The database refused a record's data."""
+
+
+class StoreConflict(AcmeCustomerError):
+    """A uniqueness constraint fired inside a batch; the records are redone one by one."""
 
 
 class TransientError(AcmeCustomerError):

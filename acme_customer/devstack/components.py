@@ -192,7 +192,7 @@ class Kafka(Component):
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"log.dirs={data}",
                     "num.partitions=1",
-                    "auto.create.topics.enable=true",
+                    "auto.create.topics.enable=false",  # topics come from `acme-customer topics ensure`
                     "offsets.topic.replication.factor=1",
                     "offsets.topic.num.partitions=4",
                     "transaction.state.log.replication.factor=1",

@@ -63,7 +63,7 @@ class Customer:
 
     @property
     def profile_completeness(self) -> int:
-        return profile_completeness(self.to_profile())
+        return profile_completeness_of_parts(self)
 
     def to_profile(self) -> dict[str, Any]:
         """The profile document (the story's "Initial Profile State" shape)."""
@@ -99,7 +99,29 @@ class Customer:
             "segments": [],
             "registeredAt": format_rfc3339(self.registered_at),
             "lastActivityAt": format_rfc3339(self.last_activity_at),
+            "profileCompleteness": profile_completeness_of_parts(self),
         }
+
+    def to_read_model(self, version: int) -> dict[str, Any]:
+        """The MongoDB document: the profile keyed by ``_id`` = customerId, with its ``_version``."""
+        document = self.to_profile()
+        document["_id"] = document.pop("customerId")
+        document["_version"] = version
+        return document
+
+
+def profile_completeness_of_parts(customer: Customer) -> int:
+    """The completeness score of a customer (see the scoring table in ``completeness``)."""
+    return profile_completeness(
+        {
+            "name": {"firstName": customer.first_name, "lastName": customer.last_name},
+            "email": {"address": customer.email, "verified": customer.email_verified},
+            "phone": None,
+            "profile": {"dateOfBirth": None, "gender": None},
+            "addresses": [],
+            "segments": [],
+        }
+    )
 
 
 def register_customer(

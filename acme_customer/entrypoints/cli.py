@@ -58,6 +58,20 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _topics(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.adapters.topics import ensure_topics
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    if not bootstrap:
+        print("acme-customer: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
+        return 2
+    created = asyncio.run(ensure_topics(bootstrap, partitions=args.partitions))
+    print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from acme_customer.app import app
 
@@ -77,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply the PostgreSQL schema migrations")
     migrate.set_defaults(handler=_migrate)
+
+    topics = commands.add_parser("topics", help="create the contract's topics when missing")
+    topics.add_argument("action", choices=["ensure"])
+    topics.add_argument("--partitions", type=int, default=12, help="partitions of the input and output topics")
+    topics.set_defaults(handler=_topics)
 
     worker = commands.add_parser("worker", help="run the Faust worker (same as faust -A acme_customer.app worker)")
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)

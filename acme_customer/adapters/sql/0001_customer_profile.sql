@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS event_store (
     causation_id UUID NOT NULL,
     occurred_at TIMESTAMP WITH TIME ZONE NOT NULL,
     envelope JSONB NOT NULL,
+    published_at TIMESTAMP WITH TIME ZONE,  -- set once Kafka acknowledged the event
     stored_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
     UNIQUE (aggregate_id, aggregate_version)
 );

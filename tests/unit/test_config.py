@@ -1,0 +1,236 @@
+"""Settings from the environment: required, defaulted and malformed values (DESIGN "Configuration")."""
+
+from __future__ import annotations
+
+import pytest
+
+from acme_customer.config import Settings
+from acme_customer.errors import AcmeCustomerError, ConfigError
+
+REQUIRED = {
+    "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
+    "DATABASE_URL": "postgresql://customer:s3cret@localhost:5432/customer",
+    "MONGODB_URI": "mongodb://localhost:27017",
+}
+
+
+def env(**changes: str) -> dict[str, str]:
+    return {**REQUIRED, **changes}
+
+
+def config_error(environment: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(environment)
+    return str(caught.value)
+
+
+# --- required settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_a_missing_required_setting_stops_start_up_naming_the_variable(name: str) -> None:
+    environment = {key: value for key, value in REQUIRED.items() if key != name}
+
+    assert config_error(environment) == f"{name} is not set (see README: Configuration)"
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_a_blank_required_setting_counts_as_missing(name: str) -> None:
+    assert config_error(env(**{name: "   "})) == f"{name} is not set (see README: Configuration)"
+
+
+def test_settings_come_from_the_given_mapping_not_from_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+
+    assert config_error({}) == "KAFKA_BOOTSTRAP_SERVERS is not set (see README: Configuration)"
+
+
+def test_config_error_belongs_to_the_service_error_tree() -> None:
+    assert issubclass(ConfigError, AcmeCustomerError)
+
+
+# --- defaults ---------------------------------------------------------------------------------
+
+
+def test_defaults_apply_when_only_the_required_settings_are_given() -> None:
+    settings = Settings.from_env(REQUIRED)
+
+    assert settings.web_port == 6066
+    assert settings.mongodb_database == "customer"
+    assert settings.event_format == "json"
+    assert settings.log_level == "INFO"
+    assert settings.schema_registry_url is None
+    assert settings.kafka_security.protocol == "PLAINTEXT"
+
+
+def test_ac09_default_retry_backoff_is_1_2_4_8_16_seconds() -> None:
+    backoff = Settings.from_env(REQUIRED).retry_backoff
+
+    assert backoff == (1, 2, 4, 8, 16)
+    assert len(backoff) == 5  # at most five retries
+
+
+def test_required_settings_are_kept_as_given() -> None:
+    settings = Settings.from_env(REQUIRED)
+
+    assert settings.kafka_bootstrap_servers == "localhost:9092"
+    assert settings.database_url == REQUIRED["DATABASE_URL"]
+    assert settings.mongodb_uri == "mongodb://localhost:27017"
+
+
+@pytest.mark.parametrize("name", ["WEB_PORT", "MONGODB_DATABASE", "EVENT_FORMAT", "LOG_LEVEL", "RETRY_BACKOFF_SECONDS"])
+def test_an_empty_optional_setting_means_its_default(name: str) -> None:
+    assert Settings.from_env(env(**{name: ""})) == Settings.from_env(REQUIRED)
+
+
+# --- values that are read ---------------------------------------------------------------------
+
+
+def test_optional_settings_are_read_and_normalised() -> None:
+    settings = Settings.from_env(
+        env(
+            WEB_PORT="8080",
+            MONGODB_DATABASE="customers_test",
+            SCHEMA_REGISTRY_URL="http://localhost:8081/apis/ccompat/v7",
+            EVENT_FORMAT=" JSON ",
+            LOG_LEVEL="debug",
+            RETRY_BACKOFF_SECONDS="0.5, 1,2",
+        )
+    )
+
+    assert settings.web_port == 8080
+    assert settings.mongodb_database == "customers_test"
+    assert settings.schema_registry_url == "http://localhost:8081/apis/ccompat/v7"
+    assert settings.event_format == "json"
+    assert settings.log_level == "DEBUG"
+    assert settings.retry_backoff == (0.5, 1.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "servers", ["broker:9092", "broker-1:9092,broker-2:9092", "broker-1:9092, broker-2:9093", "[::1]:9092"]
+)
+def test_one_or_more_bootstrap_servers_are_accepted(servers: str) -> None:
+    assert Settings.from_env(env(KAFKA_BOOTSTRAP_SERVERS=servers)).kafka_bootstrap_servers == servers
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@db/customer", "postgres://u:p@db/customer"])
+def test_both_postgresql_url_schemes_are_accepted(url: str) -> None:
+    assert Settings.from_env(env(DATABASE_URL=url)).database_url == url
+
+
+@pytest.mark.parametrize("uri", ["mongodb://db:27017", "mongodb+srv://cluster.example.com"])
+def test_both_mongodb_uri_schemes_are_accepted(uri: str) -> None:
+    assert Settings.from_env(env(MONGODB_URI=uri)).mongodb_uri == uri
+
+
+def test_kafka_tls_and_sasl_settings_pass_through() -> None:
+    security = Settings.from_env(
+        env(
+            KAFKA_SECURITY_PROTOCOL="sasl_ssl",
+            KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+            KAFKA_SASL_USERNAME="svc",
+            KAFKA_SASL_PASSWORD="pw",
+            KAFKA_SSL_CAFILE="/etc/ca.pem",
+        )
+    ).kafka_security
+
+    assert security.protocol == "SASL_SSL"
+    assert (security.sasl_mechanism, security.sasl_username, security.sasl_password) == ("SCRAM-SHA-512", "svc", "pw")
+    assert security.ssl_cafile == "/etc/ca.pem"
+
+
+# --- malformed values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "localhost",
+            "KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got 'localhost'",
+        ),
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "localhost:abc",
+            "KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got 'localhost:abc'",
+        ),
+        ("KAFKA_BOOTSTRAP_SERVERS", ":9092", "KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got ':9092'"),
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "a:9092,b",
+            "KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got 'a:9092,b'",
+        ),
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "a:9092,",
+            "KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got 'a:9092,'",
+        ),
+        ("DATABASE_URL", "mysql://u:p@db/customer", "DATABASE_URL must be a postgresql:// URL"),
+        ("DATABASE_URL", "localhost:5432/customer", "DATABASE_URL must be a postgresql:// URL"),
+        ("DATABASE_URL", "postgresql+psycopg://u@db/c", "DATABASE_URL must be a postgresql:// URL"),
+        ("MONGODB_URI", "http://localhost:27017", "MONGODB_URI must be a mongodb:// or mongodb+srv:// URI"),
+        ("WEB_PORT", "abc", "WEB_PORT must be an integer, got 'abc'"),
+        ("WEB_PORT", "60.66", "WEB_PORT must be an integer, got '60.66'"),
+        ("WEB_PORT", "0", "WEB_PORT must be at least 1, got 0"),
+        ("WEB_PORT", "-1", "WEB_PORT must be at least 1, got -1"),
+        ("EVENT_FORMAT", "xml", "EVENT_FORMAT must be 'avro' or 'json', got 'xml'"),
+        ("RETRY_BACKOFF_SECONDS", "a,b", "RETRY_BACKOFF_SECONDS must be comma-separated seconds, got 'a,b'"),
+        ("RETRY_BACKOFF_SECONDS", "1,,2", "RETRY_BACKOFF_SECONDS must be comma-separated seconds, got '1,,2'"),
+        ("RETRY_BACKOFF_SECONDS", "1,-2", "RETRY_BACKOFF_SECONDS must not contain negative delays"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'LOUD'"),
+        (
+            "KAFKA_SECURITY_PROTOCOL",
+            "TLS",
+            "KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got 'TLS'",
+        ),
+        ("BATCH_SIZE", "0", "BATCH_SIZE must be at least 1, got 0"),
+        ("BATCH_WITHIN_SECONDS", "soon", "BATCH_WITHIN_SECONDS must be a number, got 'soon'"),
+        ("BATCH_WITHIN_SECONDS", "-1", "BATCH_WITHIN_SECONDS must not be negative, got -1.0"),
+    ],
+)
+def test_a_malformed_setting_stops_start_up_with_one_clear_line(name: str, value: str, message: str) -> None:
+    text = config_error(env(**{name: value}))
+
+    assert text == message
+    assert "\n" not in text
+
+
+def test_a_malformed_database_url_is_reported_without_its_password() -> None:
+    text = config_error(env(DATABASE_URL="mysql://customer:s3cret@db/customer"))
+
+    assert "s3cret" not in text
+    assert text.startswith("DATABASE_URL")
+
+
+def test_a_malformed_mongodb_uri_is_reported_without_its_password() -> None:
+    text = config_error(env(MONGODB_URI="http://customer:s3cret@db/customer"))
+
+    assert "s3cret" not in text
+    assert text.startswith("MONGODB_URI")
+
+
+def test_the_first_bad_setting_is_the_one_reported() -> None:
+    text = config_error({"KAFKA_BOOTSTRAP_SERVERS": "localhost", "WEB_PORT": "abc"})
+
+    assert text.startswith("KAFKA_BOOTSTRAP_SERVERS")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("WEB_PORT", "70000", id="port above 65535"),
+        pytest.param("KAFKA_BOOTSTRAP_SERVERS", "localhost:99999", id="broker port above 65535"),
+        pytest.param("RETRY_BACKOFF_SECONDS", "1,nan", id="NaN delay"),
+        pytest.param("RETRY_BACKOFF_SECONDS", "1,inf", id="infinite delay"),
+        pytest.param("BATCH_WITHIN_SECONDS", "nan", id="NaN batch window"),
+    ],
+)
+@pytest.mark.xfail(strict=True, reason="BUG: out-of-range or non-finite values are accepted")
+def test_out_of_range_or_non_finite_values_stop_start_up(name: str, value: str) -> None:
+    text = config_error(env(**{name: value}))
+
+    assert text.startswith(name)
