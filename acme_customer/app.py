@@ -159,7 +159,11 @@ async def ready(self: View, request: Request) -> Response:
     }
     healthy = all(checks.values())
     return self.json(
-        {"status": "UP" if healthy else "DOWN", "checks": {k: "UP" if v else "DOWN" for k, v in checks.items()}},
+        {
+            "status": "UP" if healthy else "DOWN",
+            "checks": {name: "UP" if up else "DOWN" for name, up in checks.items()},
+            "assignedPartitions": len(app.consumer.assignment()),
+        },
         status=200 if healthy else 503,
     )
 

@@ -72,6 +72,12 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(_: argparse.Namespace) -> int:
+    from acme_customer.entrypoints.demo import run
+
+    return run()
+
+
 def _worker(args: argparse.Namespace) -> int:
     from acme_customer.app import app
 
@@ -96,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["ensure"])
     topics.add_argument("--partitions", type=int, default=12, help="partitions of the input and output topics")
     topics.set_defaults(handler=_topics)
+
+    demo = commands.add_parser("demo", help="run the main job end to end on the local stack and show the result")
+    demo.set_defaults(handler=_demo)
 
     worker = commands.add_parser("worker", help="run the Faust worker (same as faust -A acme_customer.app worker)")
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)

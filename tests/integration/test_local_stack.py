@@ -18,9 +18,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from psycopg import sql
-from pymongo import AsyncMongoClient, InsertOne, MongoClient, UpdateOne
+from pymongo import AsyncMongoClient, InsertOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from schema_registry.client import AsyncSchemaRegistryClient
 from schema_registry.client.schema import AvroSchema
 from schema_registry.serializers import AsyncAvroMessageSerializer
@@ -327,9 +327,14 @@ def test_mongo_update_command_duplicate_key_reply(mongo_db: Database[dict[str, A
         assert "nModified" not in reply
         assert "upserted" not in reply
         assert stored == ["a", "u1"]  # sic: unordered, yet "b" was not attempted
+        with pytest.raises(KeyError, match="nModified"):
+            profiles.bulk_write([ReplaceOne({"_id": "u1", "_version": {"$lt": 2}}, {"_version": 1}, upsert=True)])
     else:
         assert errors[0]["index"] == 1
         assert stored == ["a", "b", "u1"]
+        with pytest.raises(BulkWriteError) as caught:
+            profiles.bulk_write([ReplaceOne({"_id": "u1", "_version": {"$lt": 2}}, {"_version": 1}, upsert=True)])
+        assert caught.value.details["writeErrors"][0]["code"] == 11000
 
 
 async def test_mongo_async_client_round_trip(mongodb_uri: str) -> None:

@@ -60,9 +60,7 @@ def test_nanoseconds_are_truncated_not_rounded_into_the_next_second() -> None:
 
 
 def test_a_fraction_with_an_offset_keeps_both() -> None:
-    assert parse_rfc3339("2026-01-02T11:30:02.123456789+01:00") == datetime(
-        2026, 1, 2, 10, 30, 2, 123_456, tzinfo=UTC
-    )
+    assert parse_rfc3339("2026-01-02T11:30:02.123456789+01:00") == datetime(2026, 1, 2, 10, 30, 2, 123_456, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CustomerRegistered
 from acme_customer.domain.validation import parse_user_registered
 from tests.unit.builders import (
-    CORRELATION_ID,
     CUSTOMER_EVENT_ID,
     CUSTOMER_ID,
     MISSING,
@@ -297,9 +296,7 @@ names = st.text(min_size=1, max_size=50).filter(lambda s: s.strip() == s and s !
     last_name=names,
     opt_in=st.booleans(),
     sequence=st.integers(1, 10**7),
-    registered_at=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-    ),
+    registered_at=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
 )
 def test_event_payload_and_profile_agree_for_any_registration(
     user_id: UUID,

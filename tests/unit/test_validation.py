@@ -81,13 +81,17 @@ def test_names_are_trimmed() -> None:
 
 
 def test_inner_spaces_of_names_are_kept() -> None:
-    user = parse_user_registered(user_registered_document(payload__firstName=" Mary  Ann ", payload__lastName="de la Cruz"))
+    user = parse_user_registered(
+        user_registered_document(payload__firstName=" Mary  Ann ", payload__lastName="de la Cruz")
+    )
 
     assert (user.first_name, user.last_name) == ("Mary  Ann", "de la Cruz")
 
 
 def test_email_is_trimmed() -> None:
-    assert parse_user_registered(user_registered_document(payload__email=" jane@example.com ")).email == "jane@example.com"
+    assert (
+        parse_user_registered(user_registered_document(payload__email=" jane@example.com ")).email == "jane@example.com"
+    )
 
 
 @pytest.mark.parametrize("absent", [MISSING, None], ids=["absent", "null"])
@@ -335,7 +339,9 @@ def test_any_name_longer_than_50_characters_after_trimming_is_rejected(core: str
     assert message == f"payload.{which}: longer than 50 characters"
 
 
-@given(blank=st.text(alphabet=" \t\r\n\u00a0\u2003\u3000", max_size=10), which=st.sampled_from(["firstName", "lastName"]))
+@given(
+    blank=st.text(alphabet=" \t\r\n\u00a0\u2003\u3000", max_size=10), which=st.sampled_from(["firstName", "lastName"])
+)
 def test_any_blank_name_is_rejected(blank: str, which: str) -> None:
     message = reason(user_registered_document(**{f"payload__{which}": blank}))
 

@@ -1,0 +1,44 @@
+# Two commands for a new user (see README):  make demo   and   make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK_ENV := set -a; . ./.devstack/env; set +a
+
+.PHONY: demo test install stack topics down status lint unit e2e clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
+	touch $@
+
+install: $(BIN)/.installed
+
+stack: install
+	$(BIN)/acme-customer devstack up
+	$(STACK_ENV); $(BIN)/acme-customer topics ensure
+
+## the main job end to end: stack, worker, demo events, resulting profiles and events
+demo: stack
+	$(STACK_ENV); $(BIN)/acme-customer demo
+
+## the whole test suite against the real local stack, with lint, types and coverage
+test: stack lint
+	$(STACK_ENV); $(BIN)/pytest --cov=acme_customer --cov-report=term --cov-fail-under=90
+
+lint: install
+	$(BIN)/ruff check acme_customer tests
+	$(BIN)/ruff format --check acme_customer tests
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+down:
+	$(BIN)/acme-customer devstack down
+
+status:
+	$(BIN)/acme-customer devstack status
+
+clean: down
+	rm -rf .devstack $(VENV) customer-service-data

@@ -1,0 +1,150 @@
+"""``acme-customer demo``: the main job end to end on the local stack.
+
+Starts a worker, publishes a handful of realistic UserRegistered events (one with marketing
+opt-in, one delivered twice, one malformed), then prints the profiles from MongoDB and the
+CustomerRegistered events from ``customer.events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import MongoClient
+
+from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
+
+PEOPLE = [("Jane", "Doe", True), ("John", "Smith", False), ("Ana", "Souza", None)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _event(first: str, last: str, opt_in: bool | None) -> dict[str, Any]:
+    user_id = str(uuid.uuid4())
+    payload: dict[str, Any] = {
+        "userId": user_id,
+        "email": f"{first.lower()}.{last.lower()}@example.com",
+        "firstName": first,
+        "lastName": last,
+        "registeredAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if opt_in is not None:
+        payload["marketingOptIn"] = opt_in
+    return {
+        "eventId": str(uuid.uuid4()),
+        "eventType": "UserRegistered",
+        "eventVersion": "1.0",
+        "timestamp": payload["registeredAt"],
+        "aggregateId": user_id,
+        "aggregateType": "User",
+        "correlationId": str(uuid.uuid4()),
+        "payload": payload,
+    }
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:  # noqa: S310
+            body = json.loads(response.read())
+            return bool(body.get("status") == "UP" and body.get("assignedPartitions", 0) > 0)
+    except (OSError, ValueError):
+        return False
+
+
+async def _publish(bootstrap: str, events: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(USER_EVENTS, json.dumps(event).encode(), key=event["aggregateId"].encode())
+        await producer.send_and_wait(USER_EVENTS, b'{"eventType": "UserRegistered", "payload": 42', key=b"broken")
+    finally:
+        await producer.stop()
+
+
+async def _read(bootstrap: str, topic: str, wanted: int, match: Any, timeout: float = 30.0) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < wanted and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                found += [record for record in records if match(record)]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def run() -> int:
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    port = _free_port()
+    log_path = Path(os.environ.get("DEVSTACK_DIR", ".devstack")) / "logs" / "demo-worker.log"
+    print(f"starting the worker (web on :{port}, log {log_path})…")
+    with log_path.open("a") as log:
+        worker = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "faust", "-A", "acme_customer.app", "worker", "-l", "info"],
+            env={**os.environ, "WEB_PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not _ready(port):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                print(f"the worker did not become ready; see {log_path}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        events = [_event(*person) for person in PEOPLE]
+        deliveries = [*events, events[0]]  # Jane's event is delivered twice
+        print(f"publishing {len(deliveries)} UserRegistered deliveries (one duplicate) and one malformed record…")
+        asyncio.run(_publish(bootstrap, deliveries))
+        user_ids = [event["aggregateId"] for event in events]
+        client: MongoClient[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"])
+        collection = client[os.environ.get("MONGODB_DATABASE", "customer")]["customers"]
+        deadline = time.monotonic() + 30
+        while collection.count_documents({"userId": {"$in": user_ids}}) < len(user_ids):
+            if time.monotonic() > deadline:
+                print("profiles did not reach MongoDB within 30 s", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        print("\n== profiles in MongoDB (customers collection)")
+        for document in collection.find({"userId": {"$in": user_ids}}).sort("customerNumber"):
+            print(json.dumps(document, indent=2, default=str))
+        causes = {event["eventId"] for event in events}
+        published = asyncio.run(
+            _read(bootstrap, CUSTOMER_EVENTS, len(causes), lambda r: json.loads(r.value).get("causationId") in causes)
+        )
+        print(f"\n== CustomerRegistered on {CUSTOMER_EVENTS}: {len(published)} for {len(deliveries)} deliveries")
+        for record in published:
+            print(json.dumps(json.loads(record.value), indent=2))
+        dead = asyncio.run(_read(bootstrap, USER_EVENTS_DLQ, 1, lambda r: r.key == b"broken", timeout=10))
+        for record in dead[-1:]:
+            headers = {name: value.decode() for name, value in record.headers}
+            print(f"\n== the malformed record is in {USER_EVENTS_DLQ}: {headers['x-error-message']}")
+        return 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
