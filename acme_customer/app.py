@@ -32,8 +32,8 @@ tracer = trace.get_tracer("acme_customer")
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
 
 
-@app.on_configured.connect
-def configure(app: faust.App, conf: Any, **kwargs: Any) -> None:
+@app.on_configured.connect  # type: ignore[arg-type]  # faust's stub omits the conf positional it sends
+def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     try:
         settings = container.configure()
     except ConfigError as error:
@@ -83,7 +83,7 @@ dead_letter_topic = _raw_topic(USER_EVENTS_DLQ)
 
 
 @app.service
-class Resources(faust.Service):  # type: ignore[misc]
+class Resources(faust.Service):
     """Opens the database pools when the worker starts and closes them when it stops."""
 
     async def on_start(self) -> None:

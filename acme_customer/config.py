@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -18,7 +19,7 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int = 2**31 - 1) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -26,8 +27,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
 
 
@@ -39,8 +40,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number of seconds, not negative, got {raw!r}")
     return value
 
 
@@ -52,8 +53,8 @@ def _backoff(env: Mapping[str, str]) -> tuple[float, ...]:
         delays = tuple(float(part) for part in raw.split(","))
     except ValueError:
         raise ConfigError(f"RETRY_BACKOFF_SECONDS must be comma-separated seconds, got {raw!r}") from None
-    if any(delay < 0 for delay in delays):
-        raise ConfigError("RETRY_BACKOFF_SECONDS must not contain negative delays")
+    if any(not math.isfinite(delay) or delay < 0 for delay in delays):
+        raise ConfigError(f"RETRY_BACKOFF_SECONDS must hold finite, non-negative delays, got {raw!r}")
     return delays
 
 
@@ -90,7 +91,7 @@ class Settings:
         bootstrap = _required(env, "KAFKA_BOOTSTRAP_SERVERS")
         for server in bootstrap.split(","):
             host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got {bootstrap!r}")
         database_url = _required(env, "DATABASE_URL")
         if urlparse(database_url).scheme not in ("postgresql", "postgres"):
@@ -108,7 +109,9 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
         protocol = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper() or "PLAINTEXT"
         if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got {protocol!r}")
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got {protocol!r}"
+            )
         return cls(
             kafka_bootstrap_servers=bootstrap,
             database_url=database_url,
@@ -116,7 +119,7 @@ class Settings:
             mongodb_database=env.get("MONGODB_DATABASE", "customer").strip() or "customer",
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL", "").strip() or None,
             event_format=event_format,
-            web_port=_int(env, "WEB_PORT", 6066),
+            web_port=_int(env, "WEB_PORT", 6066, maximum=65535),
             web_host=env.get("WEB_HOST", "127.0.0.1").strip() or "127.0.0.1",
             log_level=log_level,
             batch_size=_int(env, "BATCH_SIZE", 100),

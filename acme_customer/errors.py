@@ -1,16 +1,16 @@
 """The service's exception tree; each driver's errors are mapped onto it once, in its adapter.
 
-    AcmeCustomerError
-    ├── ConfigError            a setting is missing or malformed (stops the worker at start)
-    ├── StoreConflict          a uniqueness constraint fired (a concurrent writer got there first):
-    │                          redo the record alone, where it resolves as a duplicate
-    ├── PermanentError         retrying cannot help: the record goes to the DLQ at once
-    │   ├── InvalidEvent       the input failed decoding or validation (carries the reason)
-    │   └── RecordRejected     PostgreSQL refused the record's data (a check or type error)
-    └── TransientError         may succeed on retry (with backoff), then DLQ after the last attempt
-        ├── StoreUnavailable   PostgreSQL unreachable, failing over, or a serialization failure
-        ├── ReadModelUnavailable  MongoDB unreachable
-        └── PublishFailed      Kafka did not acknowledge a produced record in time
+AcmeCustomerError
+├── ConfigError            a setting is missing or malformed (stops the worker at start)
+├── StoreConflict          a uniqueness constraint fired (a concurrent writer got there first):
+│                          redo the record alone, where it resolves as a duplicate
+├── PermanentError         retrying cannot help: the record goes to the DLQ at once
+│   ├── InvalidEvent       the input failed decoding or validation (carries the reason)
+│   └── RecordRejected     PostgreSQL refused the record's data (a check or type error)
+└── TransientError         may succeed on retry (with backoff), then DLQ after the last attempt
+    ├── StoreUnavailable   PostgreSQL unreachable, failing over, or a serialization failure
+    ├── ReadModelUnavailable  MongoDB unreachable
+    └── PublishFailed      Kafka did not acknowledge a produced record in time
 """
 
 from __future__ import annotations

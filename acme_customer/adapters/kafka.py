@@ -51,7 +51,9 @@ class KafkaPublisher(EventPublisher):
             ]
             await asyncio.wait_for(asyncio.gather(*pending), timeout=self.ack_timeout_s)
         except TimeoutError as error:
-            raise PublishFailed(f"no acknowledgement from Kafka for {topic} within {self.ack_timeout_s:.0f}s") from error
+            raise PublishFailed(
+                f"no acknowledgement from Kafka for {topic} within {self.ack_timeout_s:.0f}s"
+            ) from error
         except Exception as error:  # the driver's send errors: all retriable from our point of view
             raise PublishFailed(f"publishing to {topic} failed: {type(error).__name__}") from error
 

@@ -58,7 +58,9 @@ class MongoReadModel(ReadModel):
             details = error.details
             others = [e for e in details.get("writeErrors", []) if not _stale(e)]
             if others:
-                raise ReadModelUnavailable(f"MongoDB refused {len(others)} document(s): code {others[0].get('code')}") from error
+                raise ReadModelUnavailable(
+                    f"MongoDB refused {len(others)} document(s): code {others[0].get('code')}"
+                ) from error
             return int(details.get("nUpserted", 0)) + int(details.get("nModified", 0))
         except (ConnectionFailure, ServerSelectionTimeoutError) as error:
             raise ReadModelUnavailable(f"MongoDB unavailable: {type(error).__name__}") from error

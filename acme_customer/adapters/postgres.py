@@ -7,7 +7,8 @@ alone); any other refusal of the data is permanent for that record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -23,11 +24,10 @@ from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CUSTOMER_REGISTERED, EVENT_VERSION, CustomerRegistered
 from acme_customer.errors import RecordRejected, StoreConflict, StoreUnavailable
-from acme_customer.service_layer.project_customers import ProfileSource
 from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, StoredRegistration
+from acme_customer.service_layer.project_customers import ProfileSource
 
 tracer = trace.get_tracer("acme_customer")
-
 
 
 def translate(error: Exception) -> Exception:
@@ -44,7 +44,7 @@ def translate(error: Exception) -> Exception:
 
 
 @asynccontextmanager
-async def _translated():  # type: ignore[no-untyped-def]
+async def _translated() -> AsyncIterator[None]:
     try:
         yield
     except psycopg.Error as error:
@@ -52,7 +52,7 @@ async def _translated():  # type: ignore[no-untyped-def]
 
 
 class PostgresUnitOfWork(CustomerUnitOfWork):
-    def __init__(self, pool: AsyncConnectionPool):  # type: ignore[type-arg]
+    def __init__(self, pool: AsyncConnectionPool[Any]):
         self._pool = pool
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._done = False
@@ -131,9 +131,21 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
-                            c.customer_id, c.user_id, str(c.customer_number), c.first_name, c.last_name,
-                            c.display_name, c.email, c.email_verified, c.status, c.type, c.preferred_locale,
-                            c.timezone, c.preferred_currency, c.profile_completeness, c.registered_at,
+                            c.customer_id,
+                            c.user_id,
+                            str(c.customer_number),
+                            c.first_name,
+                            c.last_name,
+                            c.display_name,
+                            c.email,
+                            c.email_verified,
+                            c.status,
+                            c.type,
+                            c.preferred_locale,
+                            c.timezone,
+                            c.preferred_currency,
+                            c.profile_completeness,
+                            c.registered_at,
                             c.last_activity_at,
                         )
                         for c in customers
@@ -145,8 +157,12 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
                     " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
-                            c.customer_id, c.preferences.email, c.preferences.sms, c.preferences.push,
-                            c.preferences.marketing, c.preferences.share_data_with_partners,
+                            c.customer_id,
+                            c.preferences.email,
+                            c.preferences.sms,
+                            c.preferences.push,
+                            c.preferences.marketing,
+                            c.preferences.share_data_with_partners,
                             c.preferences.allow_analytics,
                         )
                         for c in customers
@@ -164,8 +180,14 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
                     " VALUES (%s, %s, %s, 'Customer', %s, 1, %s, %s, %s, %s)",
                     [
                         (
-                            e.event_id, CUSTOMER_REGISTERED, EVENT_VERSION, e.customer_id, e.correlation_id,
-                            e.causation_id, e.timestamp, Jsonb(e.to_dict()),
+                            e.event_id,
+                            CUSTOMER_REGISTERED,
+                            EVENT_VERSION,
+                            e.customer_id,
+                            e.correlation_id,
+                            e.causation_id,
+                            e.timestamp,
+                            Jsonb(e.to_dict()),
                         )
                         for e in events
                     ],
@@ -188,23 +210,26 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
     async def rollback(self) -> None:
         if self._connection is None or self._done:
             return
-        try:
+        # a broken connection cannot roll back; the server discards the transaction anyway
+        with contextlib.suppress(psycopg.Error):
             await self._connection.rollback()
-        except psycopg.Error:
-            pass  # the connection is broken; the server discards the transaction anyway
         self._done = True
 
 
 class PostgresCustomerStore(CustomerStore):
     """Connection pool over the command store."""
 
-    def __init__(self, pool: AsyncConnectionPool):  # type: ignore[type-arg]
+    def __init__(self, pool: AsyncConnectionPool[Any]):
         self.pool = pool
 
     @classmethod
     def create(cls, database_url: str, max_size: int = 4) -> PostgresCustomerStore:
-        pool: AsyncConnectionPool = AsyncConnectionPool(  # type: ignore[type-arg]
-            database_url, min_size=1, max_size=max_size, open=False, timeout=10.0,
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=10.0,
             kwargs={"autocommit": False},
             check=AsyncConnectionPool.check_connection,
         )
@@ -236,14 +261,14 @@ class PostgresCustomerStore(CustomerStore):
             async with self.pool.connection(timeout=2.0) as connection:
                 await connection.execute("SELECT 1")
             return True
-        except Exception:  # noqa: BLE001 (readiness: any failure is "not ready")
+        except Exception:
             return False
 
 
 class PostgresProfiles(ProfileSource):
     """Loads customers (with preferences) for the read-model projection."""
 
-    def __init__(self, pool: AsyncConnectionPool):  # type: ignore[type-arg]
+    def __init__(self, pool: AsyncConnectionPool[Any]):
         self.pool = pool
 
     async def customers(self, customer_ids: Sequence[UUID]) -> list[Customer]:
@@ -263,13 +288,27 @@ class PostgresProfiles(ProfileSource):
             raise translate(error) from error
         return [
             Customer(
-                customer_id=row[0], user_id=row[1], customer_number=CustomerNumber.parse(row[2]),
-                first_name=row[3], last_name=row[4], email=row[5], registered_at=row[6], last_activity_at=row[7],
-                email_verified=row[8], status=row[9], type=row[10], preferred_locale=row[11], timezone=row[12],
+                customer_id=row[0],
+                user_id=row[1],
+                customer_number=CustomerNumber.parse(row[2]),
+                first_name=row[3],
+                last_name=row[4],
+                email=row[5],
+                registered_at=row[6],
+                last_activity_at=row[7],
+                email_verified=row[8],
+                status=row[9],
+                type=row[10],
+                preferred_locale=row[11],
+                timezone=row[12],
                 preferred_currency=row[13],
                 preferences=Preferences(
-                    email=row[14], sms=row[15], push=row[16], marketing=row[17],
-                    share_data_with_partners=row[18], allow_analytics=row[19],
+                    email=row[14],
+                    sms=row[15],
+                    push=row[16],
+                    marketing=row[17],
+                    share_data_with_partners=row[18],
+                    allow_analytics=row[19],
                 ),
             )
             for row in rows

@@ -78,7 +78,7 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -101,7 +101,9 @@ def java_binary(minimum: int = 17) -> str:
     for java in candidates:
         if Path(java).exists() and _java_major(java) >= minimum:
             return java
-    raise ComponentError(f"no Java {minimum}+ found (looked at $JAVA_HOME, PATH and /usr/lib/jvm): install a JDK {minimum}+")
+    raise ComponentError(
+        f"no Java {minimum}+ found (looked at $JAVA_HOME, PATH and /usr/lib/jvm): install a JDK {minimum}+"
+    )
 
 
 def run_checked(argv: list[str], what: str, cwd: Path | None = None, log: Path | None = None) -> None:
@@ -363,7 +365,17 @@ class Postgres(Component):
         if (self.data / "PG_VERSION").exists():
             return
         self._as_owner(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"],
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
             "initdb",
         )
 
@@ -470,7 +482,7 @@ class Mongo(Component):
         try:
             client.admin.command("ping")
             return True
-        except Exception:  # noqa: BLE001 (any failure means "not ready yet")
+        except Exception:
             return False
         finally:
             client.close()

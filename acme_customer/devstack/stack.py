@@ -9,6 +9,7 @@ data and endpoints survive a restart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -19,7 +20,14 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from acme_customer.devstack.components import COMPONENTS, START_MARKER, Component, ComponentError, Layout
+from acme_customer.devstack.components import (
+    COMPONENTS,
+    START_MARKER,
+    Component,
+    ComponentError,
+    Layout,
+    port_open,
+)
 
 Report = Callable[[str], None]
 
@@ -34,16 +42,20 @@ def _free_port() -> int:
 
 
 def _alive(pid: int) -> bool:
+    """True while the process or any of its threads still runs (a zombie leader alone is dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # a zombie child of ours is not alive for our purposes
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
+        # the main thread can turn zombie while other threads still hold the ports open
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                if stat.read().rsplit(") ", 1)[1][0] != "Z":
+                    return True
+        return False
     except OSError:
         return False
 
@@ -122,7 +134,7 @@ class Stack:
         with log.open("a") as handle:
             handle.write(f"\n{START_MARKER}{time.strftime('%Y-%m-%dT%H:%M:%S')}: {shlex.join(launch.argv)}\n")
             handle.flush()
-            process = subprocess.Popen(  # noqa: S603 (our own argv)
+            process = subprocess.Popen(
                 launch.argv,
                 cwd=launch.cwd,
                 env={**os.environ, **launch.env},
@@ -149,7 +161,8 @@ class Stack:
             time.sleep(0.5)
         self.stop(component)
         raise ComponentError(
-            f"{component.name} not ready after {START_TIMEOUT_S[component.name]:.0f}s; last lines of {log}:\n{_tail(log)}"
+            f"{component.name} not ready after {START_TIMEOUT_S[component.name]:.0f}s;"
+            f" last lines of {log}:\n{_tail(log)}"
         )
 
     # -- down -----------------------------------------------------------------------------------
@@ -174,22 +187,30 @@ class Stack:
             time.sleep(0.2)
         if _alive(pid):
             self._signal_group(pid, signal.SIGKILL)
+            while time.monotonic() < deadline + 10 and _alive(pid):
+                time.sleep(0.1)
         self._reap(pid)
+        for port_name in component.port_names:  # a restart must find its ports free
+            while time.monotonic() < deadline + 10 and port_open(self.ports[port_name]):
+                time.sleep(0.1)
         pidfile.unlink(missing_ok=True)
 
     @staticmethod
     def _signal_group(pid: int, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
 
     @staticmethod
     def _reap(pid: int) -> None:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        """Collect the exit status when the component is our own child (no zombie left behind)."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                    return
+            except ChildProcessError:
+                return  # not our child: its parent or init reaps it
+            time.sleep(0.05)
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> list[tuple[str, str, bool]]:
@@ -200,7 +221,13 @@ class Stack:
             if pid is None:
                 rows.append((component.name, "not started", False))
             elif not _alive(pid):
-                rows.append((component.name, f"DOWN: pid {pid} is not running (see {self.layout.log_of(component.name)})", False))
+                rows.append(
+                    (
+                        component.name,
+                        f"DOWN: pid {pid} is not running (see {self.layout.log_of(component.name)})",
+                        False,
+                    )
+                )
             elif not component.ready():
                 rows.append((component.name, f"UNHEALTHY: pid {pid} runs but does not answer", False))
             else:

@@ -8,21 +8,24 @@ from datetime import UTC, datetime
 # RFC 3339 date-time: full date, "T" (or "t"/space is not allowed here), time, optional
 # fraction, and a mandatory offset ("Z" or ±hh:mm).
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
 
 def parse_rfc3339(text: str) -> datetime:
     """Parse an RFC 3339 date-time into an aware UTC datetime; raise ValueError otherwise."""
-    if not _RFC3339.match(text):
+    if not _RFC3339.fullmatch(text):
         raise ValueError("not an RFC 3339 date-time")
     normalised = text.upper().replace("Z", "+00:00")
     head, _, rest = normalised.partition(".")
     if rest:  # Python accepts at most 6 fraction digits: truncate nanoseconds
-        digits = re.match(r"\d+", rest)
+        digits = re.match(r"[0-9]+", rest)
         assert digits is not None
-        normalised = f"{head}.{digits.group()[:6]}{rest[len(digits.group()):]}"
-    return datetime.fromisoformat(normalised).astimezone(UTC)
+        normalised = f"{head}.{digits.group()[:6]}{rest[len(digits.group()) :]}"
+    try:
+        return datetime.fromisoformat(normalised).astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 falls before year 1 in UTC
+        raise ValueError("date-time out of range") from None
 
 
 def format_rfc3339(moment: datetime) -> str:

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 PREFIX = "ACME"
-_PATTERN = re.compile(r"^ACME-(\d{4})(0[1-9]|1[0-2])-(\d{6,})$")
+# ASCII digits only; six digits, or more without a leading zero (past 999999)
+_PATTERN = re.compile(r"ACME-([0-9]{4})(0[1-9]|1[0-2])-([0-9]{6}|[1-9][0-9]{6,})")
+_YEAR_MONTH = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
 
 
 def year_month_of(registered_at: datetime) -> str:
     """The ``YYYYMM`` bucket of a registration: its month in UTC."""
-    return registered_at.astimezone(UTC).strftime("%Y%m")
+    utc = registered_at.astimezone(UTC)
+    return f"{utc.year:04d}{utc.month:02d}"  # strftime("%Y") does not pad years before 1000
 
 
 @dataclass(frozen=True, order=True)
@@ -23,7 +26,7 @@ class CustomerNumber:
     sequence: int
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"\d{4}(0[1-9]|1[0-2])", self.year_month):
+        if not _YEAR_MONTH.fullmatch(self.year_month):
             raise ValueError(f"year_month must be YYYYMM, got {self.year_month!r}")
         if self.sequence < 1:
             raise ValueError(f"sequence starts at 1, got {self.sequence}")
@@ -34,7 +37,7 @@ class CustomerNumber:
 
     @classmethod
     def parse(cls, text: str) -> CustomerNumber:
-        match = _PATTERN.match(text)
+        match = _PATTERN.fullmatch(text)
         if not match:
             raise ValueError(f"not a customer number: {text!r}")
         return cls(match.group(1) + match.group(2), int(match.group(3)))

@@ -22,11 +22,13 @@ MAX_NAME_LENGTH = 50
 SUPPORTED_MAJOR_VERSION = "1"
 
 # The WHATWG "valid e-mail address" rule, with at least one dot in the domain.
+# (used with fullmatch: "$" alone would accept a trailing newline)
 _EMAIL = re.compile(
-    r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
     r"@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+$"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+"
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def event_type_of(document: object) -> str:
@@ -110,13 +112,13 @@ def _string(source: Mapping[str, Any], key: str, path: str) -> str:
     return value
 
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _uuid(source: Mapping[str, Any], key: str, path: str) -> UUID:
     text = _string(source, key, path)
     # only the canonical hyphenated form: UUID() alone would also take braces and "urn:uuid:"
-    if not _UUID.match(text):
+    if not _UUID.fullmatch(text):
         raise InvalidEvent(f"{path}: not a UUID")
     return UUID(text)
 
@@ -139,7 +141,7 @@ def _email(payload: Mapping[str, Any]) -> str:
     email = _string(payload, "email", "payload.email").strip()
     if len(email) > MAX_EMAIL_LENGTH:
         raise InvalidEvent(f"payload.email: longer than {MAX_EMAIL_LENGTH} characters")
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):
         raise InvalidEvent("payload.email: not an email address")
     return email
 
@@ -156,4 +158,6 @@ def _name(payload: Mapping[str, Any], key: str) -> str:
         raise InvalidEvent(f"{path}: empty or only whitespace")
     if len(trimmed) > MAX_NAME_LENGTH:
         raise InvalidEvent(f"{path}: longer than {MAX_NAME_LENGTH} characters")
+    if _CONTROL.search(trimmed):
+        raise InvalidEvent(f"{path}: contains control characters")
     return trimmed

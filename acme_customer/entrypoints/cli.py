@@ -46,7 +46,8 @@ def _devstack(args: argparse.Namespace) -> int:
 
 def _migrate(_: argparse.Namespace) -> int:
     from acme_customer.adapters.migrations import apply_migrations
-    from acme_customer.config import ConfigError, Settings
+    from acme_customer.config import Settings
+    from acme_customer.errors import ConfigError
 
     try:
         settings = Settings.from_env(os.environ)

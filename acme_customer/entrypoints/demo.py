@@ -60,7 +60,7 @@ def _event(first: str, last: str, opt_in: bool | None) -> dict[str, Any]:
 
 def _ready(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
             body = json.loads(response.read())
             return bool(body.get("status") == "UP" and body.get("assignedPartitions", 0) > 0)
     except (OSError, ValueError):
@@ -101,7 +101,7 @@ def run() -> int:
     log_path = Path(os.environ.get("DEVSTACK_DIR", ".devstack")) / "logs" / "demo-worker.log"
     print(f"starting the worker (web on :{port}, log {log_path})…")
     with log_path.open("a") as log:
-        worker = subprocess.Popen(  # noqa: S603
+        worker = subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "acme_customer.app", "worker", "-l", "info"],
             env={**os.environ, "WEB_PORT": str(port)},
             stdout=log,

@@ -76,7 +76,9 @@ class IdentityEventHandler:
         try:
             outcomes = await self._create([user for _, user in fresh])
         except RetriesExhausted as exhausted:
-            logger.error("giving up on %d record(s) after %d attempts: %s", len(fresh), exhausted.attempts, exhausted.last)
+            logger.error(
+                "giving up on %d record(s) after %d attempts: %s", len(fresh), exhausted.attempts, exhausted.last
+            )
             metrics.processing_attempts_total.labels(agent="user_registered", outcome="exhausted").inc()
             for record, _ in fresh:
                 await self._dead_letter(record, exhausted.last, exhausted.attempts)
@@ -119,7 +121,9 @@ class IdentityEventHandler:
             return
         try:
             await with_backoff(
-                lambda: self.publisher.publish_customer_registered(envelopes), self.backoff, "publish CustomerRegistered"
+                lambda: self.publisher.publish_customer_registered(envelopes),
+                self.backoff,
+                "publish CustomerRegistered",
             )
         except RetriesExhausted as exhausted:
             # the customers are committed; their events stay unpublished in the event store and a
@@ -132,11 +136,13 @@ class IdentityEventHandler:
         try:
             await with_backoff(lambda: self.store.mark_published(event_ids), self.backoff, "mark published")
         except RetriesExhausted:
-            logger.warning("could not mark %d event(s) published; a redelivery would publish them again", len(event_ids))
+            logger.warning(
+                "could not mark %d event(s) published; a redelivery would publish them again", len(event_ids)
+            )
 
     def _account(self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]) -> None:
         now = self.now()
-        for (record, user), outcome in zip(batch, outcomes, strict=True):
+        for (_record, user), outcome in zip(batch, outcomes, strict=True):
             if outcome.error is not None:
                 continue
             self.seen.add(user.event_id)
@@ -164,7 +170,9 @@ class IdentityEventHandler:
     async def _dead_letter(self, record: Record, error: BaseException, attempts: int) -> None:
         metrics.dead_lettered_total.labels(error_class=type(error).__name__).inc()
         await with_backoff(
-            lambda: self.publisher.dead_letter(record.key, record.value, record.origin, error, attempts, record.headers),
+            lambda: self.publisher.dead_letter(
+                record.key, record.value, record.origin, error, attempts, record.headers
+            ),
             self.backoff,
             "dead-letter",
         )
@@ -195,12 +203,16 @@ class CustomerEventProjector:
         while True:
             try:
                 await with_backoff(
-                    lambda: project_customers(envelopes, self.source, self.read_model), self.backoff, "project read model"
+                    lambda: project_customers(envelopes, self.source, self.read_model),
+                    self.backoff,
+                    "project read model",
                 )
                 break
             except RetriesExhausted as exhausted:
                 # the read model can always be rebuilt, but nothing may be skipped: keep trying
-                logger.error("read model projection still failing after %d attempts: %s", exhausted.attempts, exhausted.last)
+                logger.error(
+                    "read model projection still failing after %d attempts: %s", exhausted.attempts, exhausted.last
+                )
         metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
         for envelope in envelopes:
             try:

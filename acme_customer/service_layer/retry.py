@@ -38,7 +38,9 @@ async def with_backoff(
             if attempt > len(delays):
                 raise RetriesExhausted(attempt, error) from error
             delay = delays[attempt - 1]
-            logger.warning("%s failed (attempt %d of %d): %s; retrying in %.1fs", what, attempt, len(delays) + 1, error, delay)
+            logger.warning(
+                "%s failed (attempt %d of %d): %s; retrying in %.1fs", what, attempt, len(delays) + 1, error, delay
+            )
             if on_retry is not None:
                 on_retry(attempt, error)
             await sleep(delay)

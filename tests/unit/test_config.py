@@ -175,21 +175,25 @@ def test_kafka_tls_and_sasl_settings_pass_through() -> None:
         ("MONGODB_URI", "http://localhost:27017", "MONGODB_URI must be a mongodb:// or mongodb+srv:// URI"),
         ("WEB_PORT", "abc", "WEB_PORT must be an integer, got 'abc'"),
         ("WEB_PORT", "60.66", "WEB_PORT must be an integer, got '60.66'"),
-        ("WEB_PORT", "0", "WEB_PORT must be at least 1, got 0"),
-        ("WEB_PORT", "-1", "WEB_PORT must be at least 1, got -1"),
+        ("WEB_PORT", "0", "WEB_PORT must be between 1 and 65535, got 0"),
+        ("WEB_PORT", "-1", "WEB_PORT must be between 1 and 65535, got -1"),
         ("EVENT_FORMAT", "xml", "EVENT_FORMAT must be 'avro' or 'json', got 'xml'"),
         ("RETRY_BACKOFF_SECONDS", "a,b", "RETRY_BACKOFF_SECONDS must be comma-separated seconds, got 'a,b'"),
         ("RETRY_BACKOFF_SECONDS", "1,,2", "RETRY_BACKOFF_SECONDS must be comma-separated seconds, got '1,,2'"),
-        ("RETRY_BACKOFF_SECONDS", "1,-2", "RETRY_BACKOFF_SECONDS must not contain negative delays"),
+        ("RETRY_BACKOFF_SECONDS", "1,-2", "RETRY_BACKOFF_SECONDS must hold finite, non-negative delays, got '1,-2'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'LOUD'"),
         (
             "KAFKA_SECURITY_PROTOCOL",
             "TLS",
             "KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got 'TLS'",
         ),
-        ("BATCH_SIZE", "0", "BATCH_SIZE must be at least 1, got 0"),
+        ("BATCH_SIZE", "0", "BATCH_SIZE must be between 1 and 2147483647, got 0"),
         ("BATCH_WITHIN_SECONDS", "soon", "BATCH_WITHIN_SECONDS must be a number, got 'soon'"),
-        ("BATCH_WITHIN_SECONDS", "-1", "BATCH_WITHIN_SECONDS must not be negative, got -1.0"),
+        (
+            "BATCH_WITHIN_SECONDS",
+            "-1",
+            "BATCH_WITHIN_SECONDS must be a finite number of seconds, not negative, got '-1'",
+        ),
     ],
 )
 def test_a_malformed_setting_stops_start_up_with_one_clear_line(name: str, value: str, message: str) -> None:
@@ -229,7 +233,6 @@ def test_the_first_bad_setting_is_the_one_reported() -> None:
         pytest.param("BATCH_WITHIN_SECONDS", "nan", id="NaN batch window"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="BUG: out-of-range or non-finite values are accepted")
 def test_out_of_range_or_non_finite_values_stop_start_up(name: str, value: str) -> None:
     text = config_error(env(**{name: value}))
 

