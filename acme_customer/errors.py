@@ -6,7 +6,8 @@ AcmeCustomerError
 │                          redo the record alone, where it resolves as a duplicate
 ├── PermanentError         retrying cannot help: the record goes to the DLQ at once
 │   ├── InvalidEvent       the input failed decoding or validation (carries the reason)
-│   └── RecordRejected     PostgreSQL refused the record's data (a check or type error)
+│   ├── RecordRejected     PostgreSQL refused the record (bad data, or a conflict that persists alone)
+│   └── ReadModelConflict  MongoDB refused a document on a unique secondary index
 └── TransientError         may succeed on retry (with backoff), then DLQ after the last attempt
     ├── StoreUnavailable   PostgreSQL unreachable, failing over, or a serialization failure
     ├── ReadModelUnavailable  MongoDB unreachable
@@ -34,6 +35,10 @@ class InvalidEvent(PermanentError):
 
 class RecordRejected(PermanentError):
     """The database refused a record's data."""
+
+
+class ReadModelConflict(PermanentError):
+    """Another document holds this customer's userId or customerNumber in the read model."""
 
 
 class StoreConflict(AcmeCustomerError):

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from acme_customer.domain.customer import register_customer
 from acme_customer.domain.customer_number import allocate, year_month_of
 from acme_customer.domain.events import UserRegistered
-from acme_customer.errors import PermanentError, StoreConflict
+from acme_customer.errors import PermanentError, RecordRejected, StoreConflict
 from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, Envelope, StoredRegistration
 
 tracer = trace.get_tracer("acme_customer")
@@ -52,10 +52,14 @@ async def create_customers(
 
 async def _alone(user: UserRegistered, store: CustomerStore, now: Callable[[], datetime]) -> Outcome:
     try:
-        return (await _in_one_transaction([user], store, now))[0]
-    except StoreConflict:
-        # a concurrent writer committed the same user or event first: now it is a duplicate
-        return (await _in_one_transaction([user], store, now))[0]
+        try:
+            return (await _in_one_transaction([user], store, now))[0]
+        except StoreConflict:
+            # a concurrent writer committed the same user or event first: now it is a duplicate
+            return (await _in_one_transaction([user], store, now))[0]
+    except StoreConflict as conflict:
+        # the conflict persists with the record alone: the stored data disagrees with it
+        return Outcome(input_event_id=user.event_id, error=RecordRejected(str(conflict)))
     except PermanentError as error:
         return Outcome(input_event_id=user.event_id, error=error)
 

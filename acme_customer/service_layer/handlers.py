@@ -208,6 +208,11 @@ class CustomerEventProjector:
                     "project read model",
                 )
                 break
+            except PermanentError as error:
+                # the read model disagrees with the command store; rebuilding it repairs that
+                logger.error("read model refused a projection: %s", error)
+                metrics.dead_lettered_total.labels(error_class=type(error).__name__).inc()
+                break
             except RetriesExhausted as exhausted:
                 # the read model can always be rebuilt, but nothing may be skipped: keep trying
                 logger.error(

@@ -1,0 +1,285 @@
+"""End-to-end harness: a real worker process against the real local stack.
+
+The session gets its own PostgreSQL database and MongoDB database, so that invariants can be
+checked over everything this session produced; Kafka topics and the consumer group are the
+contract's own (the worker starts from the group's committed offsets, so only records
+produced by this session reach the fresh databases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import MongoClient
+
+from acme_customer.adapters.topics import ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+@dataclass
+class Worker:
+    """A worker process (``faust -A acme_customer.app worker``) and its web port."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "faust", "-A", "acme_customer.app", "worker", "-l", "info"],
+                env={**self.env, "WEB_PORT": str(self.port)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> dict[str, Any] | None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}; see {self.log_path}")
+        try:
+            status, body = http_json(f"{self.url}/ready")
+        except OSError:
+            return None
+        return body if status == 200 and body.get("assignedPartitions", 0) > 0 else None
+
+    def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
+        return wait_for(self.ready, timeout, "the worker to be ready with partitions assigned", interval=0.25)
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"worker did not stop within {timeout}s of SIGTERM") from None
+
+
+@dataclass
+class Stack:
+    """The endpoints this session's worker uses, with helpers to observe them."""
+
+    env: dict[str, str]
+    database_url: str
+    mongo_database: str
+
+    @property
+    def bootstrap(self) -> str:
+        return self.env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True) as connection:
+            return connection.execute(query, params).fetchall()
+
+    def mongo(self) -> Any:
+        client: MongoClient[dict[str, Any]] = MongoClient(self.env["MONGODB_URI"], tz_aware=True)
+        return client[self.mongo_database]["customers"]
+
+    def produce(self, records: list[tuple[bytes | None, bytes]], topic: str = "identity.user.events") -> None:
+        async def send() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+            await producer.start()
+            try:
+                for key, value in records:
+                    await producer.send(topic, value, key=key)
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        asyncio.run(send())
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        async def read() -> dict[int, int]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                (description,) = await admin.describe_topics([topic])
+            finally:
+                await admin.close()
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            await consumer.start()
+            try:
+                partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+                ends = await consumer.end_offsets(partitions)
+                return {tp.partition: offset for tp, offset in ends.items()}
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(read())
+
+    def read_since(
+        self, topic: str, since: dict[int, int], until: Callable[[list[Any]], bool], timeout: float = 30
+    ) -> list[Any]:
+        """Records of ``topic`` after the offsets ``since``, read until ``until(records)`` holds."""
+
+        async def read() -> list[Any]:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+            await consumer.start()
+            found: list[Any] = []
+            try:
+                partitions = [TopicPartition(topic, p) for p in sorted(since)]
+                consumer.assign(partitions)
+                for tp in partitions:
+                    consumer.seek(tp, since[tp.partition])
+                deadline = time.monotonic() + timeout
+                while not until(found):
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"timed out reading {topic}: {len(found)} records so far")
+                    batches = await consumer.getmany(timeout_ms=200)
+                    for records in batches.values():
+                        found.extend(records)
+                return found
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(read())
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlparse(url)
+    return urlunparse(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def stack(database_url: str, mongodb_uri: str, kafka_bootstrap: str) -> Iterator[Stack]:
+    suffix = uuid.uuid4().hex[:10]
+    database = f"customer_e2e_{suffix}"
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {database}")
+    asyncio.run(ensure_topics(kafka_bootstrap))
+    env = {
+        **os.environ,
+        "DATABASE_URL": _with_database(database_url, database),
+        "MONGODB_URI": mongodb_uri,
+        "MONGODB_DATABASE": f"customer_e2e_{suffix}",
+        "EVENT_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "RETRY_BACKOFF_SECONDS": "0.1,0.2,0.4,0.8,1.6",
+        "PYTHONUNBUFFERED": "1",
+    }
+    yield Stack(env=env, database_url=env["DATABASE_URL"], mongo_database=env["MONGODB_DATABASE"])
+    MongoClient(mongodb_uri).drop_database(env["MONGODB_DATABASE"])
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    log_dir = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack")) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    running = Worker(env=stack.env, log_path=log_dir / "e2e-worker.log").start()
+    running.wait_ready()
+    yield running
+    running.stop()
+
+
+# -- event builders ----------------------------------------------------------------------------
+
+
+def now_rfc3339() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def user_registered(
+    user_id: str | None = None,
+    event_id: str | None = None,
+    registered_at: str | None = None,
+    marketing_opt_in: bool | None = None,
+    correlation_id: str | None = "generate",
+    first_name: str = "Jane",
+    last_name: str = "Doe",
+    email: str | None = None,
+) -> dict[str, Any]:
+    user_id = user_id or str(uuid.uuid4())
+    timestamp = now_rfc3339()
+    payload: dict[str, Any] = {
+        "userId": user_id,
+        "email": email or f"user-{user_id[:8]}@example.com",
+        "firstName": first_name,
+        "lastName": last_name,
+    }
+    if registered_at is not None:
+        payload["registeredAt"] = registered_at
+    if marketing_opt_in is not None:
+        payload["marketingOptIn"] = marketing_opt_in
+    event: dict[str, Any] = {
+        "eventId": event_id or str(uuid.uuid4()),
+        "eventType": "UserRegistered",
+        "eventVersion": "1.0",
+        "timestamp": timestamp,
+        "aggregateId": user_id,
+        "aggregateType": "User",
+        "payload": payload,
+    }
+    if correlation_id == "generate":
+        event["correlationId"] = str(uuid.uuid4())
+    elif correlation_id is not None:
+        event["correlationId"] = correlation_id
+    return event
+
+
+def as_record(event: dict[str, Any]) -> tuple[bytes, bytes]:
+    return event["aggregateId"].encode(), json.dumps(event).encode()

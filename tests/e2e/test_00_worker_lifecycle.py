@@ -1,0 +1,55 @@
+"""The worker starts against the stack, joins the customer-service group and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.e2e.conftest import REPO, Stack, Worker, http_json
+
+pytestmark = pytest.mark.e2e
+
+
+def _group_state(bootstrap: str) -> tuple[str, int]:
+    """(state, member count) of the customer-service group, from the broker's DescribeGroups."""
+
+    async def describe() -> tuple[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            (response,) = await admin.describe_consumer_groups(["customer-service"])
+            (group,) = response.groups
+            _error, _name, state, _protocol_type, _protocol, members = group[:6]
+            return state, len(members)
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
+
+
+def test_worker_joins_the_group_serves_health_and_stops_cleanly_on_sigterm(stack: Stack) -> None:
+    log = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack")) / "logs" / "e2e-lifecycle-worker.log"
+    worker = Worker(env=stack.env, log_path=log).start()
+    try:
+        ready = worker.wait_ready()
+        assert ready["checks"] == {"postgresql": "UP", "mongodb": "UP", "kafka": "UP"}
+        state, members = _group_state(stack.bootstrap)
+        assert state == "Stable"
+        assert members >= 1
+        assert http_json(f"{worker.url}/health") == (200, {"status": "UP"})
+    finally:
+        exit_code = worker.stop(timeout=30)
+    assert exit_code == 0
+
+
+def test_a_malformed_setting_stops_the_worker_with_one_clear_line(stack: Stack, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    worker = Worker(env={**stack.env, "DATABASE_URL": "mysql://nope"}, log_path=log).start()
+    assert worker.process is not None
+    assert worker.process.wait(timeout=60) != 0
+    lines = [line for line in log.read_text().splitlines() if "configuration error" in line]
+    assert lines == ["acme-customer: configuration error: DATABASE_URL must be a postgresql:// URL"]
