@@ -50,7 +50,9 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     conf.topic_allow_declare = True
     conf.topic_disable_leader = True  # no leader topic: we use no Faust leader election
     conf.producer_acks = -1  # all in-sync replicas
-    conf.producer_max_request_size = 2 * 1024 * 1024
+    # above the input topics' max.message.bytes (4 MiB) plus headers, so any record that
+    # arrived can be dead-lettered as it came
+    conf.producer_max_request_size = 5 * 1024 * 1024
     conf.stream_wait_empty = True  # on shutdown, finish the batch in flight before committing
     conf.broker_commit_every = 100
     conf.broker_commit_interval = 1.0

@@ -27,6 +27,8 @@ def decode(value: bytes | None) -> Any:
         return json.loads(value)
     except (UnicodeDecodeError, ValueError):
         raise InvalidEvent("value: not Avro or JSON") from None
+    except RecursionError:  # e.g. 100,000 nested arrays: valid JSON, but not an event
+        raise InvalidEvent("value: JSON nested too deeply") from None
 
 
 def encode(document: dict[str, Any]) -> bytes:

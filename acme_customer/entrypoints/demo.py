@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
@@ -67,25 +68,37 @@ def _ready(port: int) -> bool:
         return False
 
 
-async def _publish(bootstrap: str, events: list[dict[str, Any]]) -> None:
+async def _publish(bootstrap: str, events: list[dict[str, Any]], broken_key: bytes) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         for event in events:
             await producer.send_and_wait(USER_EVENTS, json.dumps(event).encode(), key=event["aggregateId"].encode())
-        await producer.send_and_wait(USER_EVENTS, b'{"eventType": "UserRegistered", "payload": 42', key=b"broken")
+        await producer.send_and_wait(USER_EVENTS, b'{"eventType": "UserRegistered", "payload": 42', key=broken_key)
     finally:
         await producer.stop()
 
 
-async def _read(bootstrap: str, topic: str, wanted: int, match: Any, timeout: float = 30.0) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
-    )
+async def _read(bootstrap: str, topic: str, since_ms: int, wanted: int, match: Any, timeout: float = 30.0) -> list[Any]:
+    """Records of ``topic`` written since ``since_ms`` that ``match``, until ``wanted`` are found."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     found: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
+        consumer.assign(partitions)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            start = starts.get(tp)
+            consumer.seek(tp, start.offset if start is not None else ends[tp])
         while len(found) < wanted and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
@@ -115,9 +128,11 @@ def run() -> int:
                 return 1
             time.sleep(0.5)
         events = [_event(*person) for person in PEOPLE]
+        started_ms = int(time.time() * 1000) - 1000
+        broken_key = f"demo-malformed-{uuid.uuid4()}".encode()
         deliveries = [*events, events[0]]  # Jane's event is delivered twice
         print(f"publishing {len(deliveries)} UserRegistered deliveries (one duplicate) and one malformed record…")
-        asyncio.run(_publish(bootstrap, deliveries))
+        asyncio.run(_publish(bootstrap, deliveries, broken_key))
         user_ids = [event["aggregateId"] for event in events]
         client: MongoClient[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"])
         collection = client[os.environ.get("MONGODB_DATABASE", "customer")]["customers"]
@@ -132,12 +147,18 @@ def run() -> int:
             print(json.dumps(document, indent=2, default=str))
         causes = {event["eventId"] for event in events}
         published = asyncio.run(
-            _read(bootstrap, CUSTOMER_EVENTS, len(causes), lambda r: json.loads(r.value).get("causationId") in causes)
+            _read(
+                bootstrap,
+                CUSTOMER_EVENTS,
+                started_ms,
+                len(causes),
+                lambda r: json.loads(r.value).get("causationId") in causes,
+            )
         )
         print(f"\n== CustomerRegistered on {CUSTOMER_EVENTS}: {len(published)} for {len(deliveries)} deliveries")
         for record in published:
             print(json.dumps(json.loads(record.value), indent=2))
-        dead = asyncio.run(_read(bootstrap, USER_EVENTS_DLQ, 1, lambda r: r.key == b"broken", timeout=10))
+        dead = asyncio.run(_read(bootstrap, USER_EVENTS_DLQ, started_ms, 1, lambda r: r.key == broken_key, timeout=30))
         for record in dead[-1:]:
             headers = {name: value.decode() for name, value in record.headers}
             print(f"\n== the malformed record is in {USER_EVENTS_DLQ}: {headers['x-error-message']}")

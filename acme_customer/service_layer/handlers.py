@@ -83,9 +83,9 @@ class IdentityEventHandler:
             for record, _ in fresh:
                 await self._dead_letter(record, exhausted.last, exhausted.attempts)
             return
-        await self._publish(fresh, outcomes)
+        unpublished = await self._publish(fresh, outcomes)
         await self._dead_letter_refused(fresh, outcomes)
-        self._account(fresh, outcomes)
+        self._account(fresh, outcomes, unpublished)
 
     async def _accept(self, record: Record) -> UserRegistered | None:
         """The validated event, or None when the record was skipped or dead-lettered."""
@@ -115,10 +115,11 @@ class IdentityEventHandler:
         metrics.customer_creation_duration_seconds.observe(time.perf_counter() - started)
         return outcomes
 
-    async def _publish(self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]) -> None:
+    async def _publish(self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]) -> set[UUID]:
+        """Publish what the outcomes ask for; return the input eventIds dead-lettered for want of Kafka."""
         envelopes = [outcome.envelope for outcome in outcomes if outcome.publish and outcome.envelope is not None]
         if not envelopes:
-            return
+            return set()
         try:
             await with_backoff(
                 lambda: self.publisher.publish_customer_registered(envelopes),
@@ -128,10 +129,12 @@ class IdentityEventHandler:
         except RetriesExhausted as exhausted:
             # the customers are committed; their events stay unpublished in the event store and a
             # replay of these inputs from the DLQ publishes them (the redelivery path)
-            for (record, _), outcome in zip(batch, outcomes, strict=True):
+            dead_lettered = set()
+            for (record, user), outcome in zip(batch, outcomes, strict=True):
                 if outcome.publish:
                     await self._dead_letter(record, exhausted.last, exhausted.attempts)
-            return
+                    dead_lettered.add(user.event_id)
+            return dead_lettered
         event_ids = [UUID(envelope["eventId"]) for envelope in envelopes]
         try:
             await with_backoff(lambda: self.store.mark_published(event_ids), self.backoff, "mark published")
@@ -139,11 +142,15 @@ class IdentityEventHandler:
             logger.warning(
                 "could not mark %d event(s) published; a redelivery would publish them again", len(event_ids)
             )
+        return set()
 
-    def _account(self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]) -> None:
+    def _account(
+        self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome], unpublished: set[UUID]
+    ) -> None:
         now = self.now()
         for (_record, user), outcome in zip(batch, outcomes, strict=True):
-            if outcome.error is not None:
+            # not cached: a replay of a record dead-lettered for want of Kafka must publish again
+            if outcome.error is not None or user.event_id in unpublished:
                 continue
             self.seen.add(user.event_id)
             status = "created" if outcome.created else "duplicate"

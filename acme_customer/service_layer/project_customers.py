@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -13,6 +14,7 @@ from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CUSTOMER_REGISTERED
 
 tracer = trace.get_tracer("acme_customer")
+logger = logging.getLogger(__name__)
 REGISTRATION_VERSION = 1  # CustomerRegistered creates version 1 of a customer
 
 
@@ -30,11 +32,23 @@ class ReadModel(abc.ABC):
     async def upsert(self, documents: Sequence[dict[str, Any]]) -> int: ...
 
 
+def _customer_ids(envelopes: Sequence[dict[str, Any]]) -> list[UUID]:
+    ids = []
+    for envelope in envelopes:
+        if envelope.get("eventType") != CUSTOMER_REGISTERED:
+            continue
+        try:
+            ids.append(UUID(str(envelope["aggregateId"])))
+        except (KeyError, ValueError):
+            logger.warning(
+                "skipping a CustomerRegistered without a valid aggregateId (event %s)", envelope.get("eventId")
+            )
+    return ids
+
+
 async def project_customers(envelopes: Sequence[dict[str, Any]], source: ProfileSource, read_model: ReadModel) -> int:
     """Upsert the read-model document of every customer the events registered; return how many changed."""
-    customer_ids = list(
-        dict.fromkeys(UUID(e["aggregateId"]) for e in envelopes if e.get("eventType") == CUSTOMER_REGISTERED)
-    )
+    customer_ids = list(dict.fromkeys(_customer_ids(envelopes)))
     if not customer_ids:
         return 0
     with tracer.start_as_current_span("project_read_model") as span:

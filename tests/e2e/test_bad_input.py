@@ -29,6 +29,7 @@ DLQ_HEADERS = (
     "x-original-offset",
 )
 OVERSIZED_BYTES = 2_000_000  # over what the service reads, under the topic's 4 MiB
+RUN = uuid.uuid4().hex[:12]  # keeps this run's keys apart from earlier runs' on the same topics
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,6 @@ class Bad:
     @property
     def key(self) -> bytes:
         return f"bad-{self.kind}-{RUN}".encode()
-
-
-RUN = uuid.uuid4().hex[:12]
 
 
 def _event_with(change: Callable[[dict[str, Any]], None], **kwargs: Any) -> dict[str, Any]:
@@ -126,7 +124,9 @@ def _bad_records() -> list[Bad]:
         _bad("non-uuid-user-id", _event_with(_non_uuid_user), "payload.userId: not a UUID"),
         _bad("long-first-name", user_registered(first_name="A" * 51), "payload.firstName: longer than 50 characters"),
         _bad("blank-last-name", user_registered(last_name=" \t  "), "payload.lastName: empty or only whitespace"),
-        _bad("control-in-name", user_registered(first_name="Ja\x00ne"), "payload.firstName: contains control characters"),
+        _bad(
+            "control-in-name", user_registered(first_name="Ja\x00ne"), "payload.firstName: contains control characters"
+        ),
         _bad("invalid-email", user_registered(email="jane.doe(at)example.com"), "payload.email: not an email address"),
         _bad("long-email", user_registered(email=long_email), "payload.email: longer than 255 characters"),
         _bad(

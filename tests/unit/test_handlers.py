@@ -1,0 +1,639 @@
+"""The message handlers over fakes: identity events to customers, customer events to the read model."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prometheus_client import REGISTRY
+
+from acme_customer.adapters.codec import decode
+from acme_customer.domain.customer import Customer, register_customer
+from acme_customer.domain.customer_number import CustomerNumber
+from acme_customer.domain.events import CustomerRegistered
+from acme_customer.errors import (
+    PublishFailed,
+    ReadModelConflict,
+    ReadModelUnavailable,
+    RecordRejected,
+    StoreConflict,
+    StoreUnavailable,
+)
+from acme_customer.service_layer.create_customers import create_customers
+from acme_customer.service_layer.handlers import CustomerEventProjector, IdentityEventHandler
+from acme_customer.service_layer.ports import Record
+from tests.unit.builders import (
+    CORRELATION_ID,
+    MISSING,
+    STORY_MOMENT,
+    USER_EVENT_ID,
+    USER_ID,
+    user_registered,
+    user_registered_document,
+)
+from tests.unit.fakes import FakeCustomerStore, FakeProfiles, FakePublisher, FakeReadModel
+
+IDENTITY_TOPIC = "identity.user.events"
+CUSTOMER_TOPIC = "customer.events"
+NO_WAIT = (0, 0, 0, 0, 0)  # five retries, as AC-09, without the waiting
+ATTEMPTS = len(NO_WAIT) + 1
+
+
+def event_id(n: int) -> UUID:
+    return UUID(f"01941234-0000-7000-8000-{n:012x}")
+
+
+def user_id(n: int) -> UUID:
+    return UUID(f"01941234-1111-7000-8000-{n:012x}")
+
+
+def user_document(n: int, **changes: Any) -> dict[str, Any]:
+    """A valid UserRegistered of user number ``n`` (its own eventId, userId and email)."""
+    defaults: dict[str, Any] = {
+        "eventId": str(event_id(n)),
+        "aggregateId": str(user_id(n)),
+        "payload__userId": str(user_id(n)),
+        "payload__email": f"user{n}@example.com",
+    }
+    return user_registered_document(**{**defaults, **changes})
+
+
+def record(value: object, offset: int = 0, topic: str = IDENTITY_TOPIC) -> Record:
+    """A consumed record: bytes (or None) as they are, anything else as JSON."""
+    raw = value if value is None or isinstance(value, bytes) else json.dumps(value).encode()
+    return Record(topic, 3, offset, f"key-{offset}".encode(), raw, [("traceparent", f"trace-{offset}".encode())])
+
+
+def batch(*values: object) -> list[Record]:
+    return [record(value, offset) for offset, value in enumerate(values, start=100)]
+
+
+def make_handler(store: FakeCustomerStore, publisher: FakePublisher) -> IdentityEventHandler:
+    return IdentityEventHandler(
+        store=store, publisher=publisher, decode=decode, backoff=NO_WAIT, now=lambda: STORY_MOMENT
+    )
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def causations(publisher: FakePublisher) -> list[str]:
+    return [envelope["causationId"] for envelope in publisher.published]
+
+
+# --- a valid UserRegistered ---------------------------------------------------------------------
+
+
+async def test_a_valid_user_registered_creates_one_customer_and_publishes_its_event() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    await make_handler(store, publisher).handle([record(user_registered_document())])
+
+    customer = store.customer_of(USER_ID)
+    assert len(store.customers) == 1
+    assert str(customer.customer_number) == "ACME-202601-000001"
+    assert (customer.first_name, customer.last_name, customer.email) == ("Jane", "Doe", "customer@example.com")
+    (envelope,) = publisher.published
+    assert envelope == store.event_of(customer.customer_id)
+    assert envelope["eventType"] == "CustomerRegistered"
+    assert envelope["aggregateId"] == str(customer.customer_id)
+    assert envelope["causationId"] == str(USER_EVENT_ID)  # AC-06
+    assert envelope["correlationId"] == str(CORRELATION_ID)
+    assert store.mark_published_calls == [[UUID(envelope["eventId"])]]
+    assert store.published == {UUID(envelope["eventId"])}
+    assert store.processed == {USER_EVENT_ID: customer.customer_id}
+    assert publisher.dead_letters == []
+
+
+async def test_ac06_without_a_correlation_id_the_user_registered_event_id_is_the_correlation() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    await make_handler(store, publisher).handle([record(user_registered_document(correlationId=MISSING))])
+
+    (envelope,) = publisher.published
+    assert envelope["correlationId"] == str(USER_EVENT_ID)
+    assert envelope["causationId"] == str(USER_EVENT_ID)
+
+
+async def test_a_batch_of_new_users_gets_consecutive_customer_numbers_in_one_transaction() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2), user_document(3)))
+
+    assert [str(store.customer_of(user_id(n)).customer_number) for n in (1, 2, 3)] == [
+        "ACME-202601-000001",
+        "ACME-202601-000002",
+        "ACME-202601-000003",
+    ]
+    assert store.commits == 1
+    assert causations(publisher) == [str(event_id(n)) for n in (1, 2, 3)]
+
+
+# --- invalid input goes to the DLQ at once ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"this is not json", "value: not Avro or JSON"),
+        (None, "value: empty"),
+        ([user_document(2)], "event: expected a JSON object, got an array"),
+        (user_document(2, payload=MISSING), "payload: missing"),
+        (user_document(2, payload__email="jane.at.example.com"), "payload.email: not an email address"),
+        (user_document(2, payload__firstName="J" * 51), "payload.firstName: longer than 50 characters"),
+    ],
+    ids=["not-json", "empty", "json-array", "missing-payload", "bad-email", "51-char-first-name"],
+)
+async def test_an_invalid_record_is_dead_lettered_at_once_with_its_reason_and_its_neighbours_are_created(
+    value: object, reason: str
+) -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    records = batch(user_document(1), value, user_document(3))
+
+    await make_handler(store, publisher).handle(records)
+
+    (dead,) = publisher.dead_letters
+    assert (dead.error_class, dead.error_message, dead.attempts) == ("InvalidEvent", reason, 1)
+    assert (dead.key, dead.value, dead.origin, dead.headers) == (
+        records[1].key,
+        records[1].value,  # the original bytes, unchanged
+        (IDENTITY_TOPIC, 3, 101),
+        records[1].headers,
+    )
+    assert {customer.user_id for customer in store.customers.values()} == {user_id(1), user_id(3)}
+    assert store.customer_numbers() == ["ACME-202601-000001", "ACME-202601-000002"]
+    assert causations(publisher) == [str(event_id(1)), str(event_id(3))]
+
+
+async def test_several_invalid_records_are_each_dead_lettered_in_order() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    await make_handler(store, publisher).handle(
+        batch(b"{", user_document(2, payload__lastName="  "), user_document(3, eventVersion="2.0"))
+    )
+
+    assert [(dead.origin[2], dead.error_class, dead.error_message) for dead in publisher.dead_letters] == [
+        (100, "InvalidEvent", "value: not Avro or JSON"),
+        (101, "InvalidEvent", "payload.lastName: empty or only whitespace"),
+        (102, "InvalidEvent", "eventVersion: unsupported major version (this service reads 1.x)"),
+    ]
+    assert store.customers == {}
+    assert store.units_of_work == []  # nothing valid: the database is not asked
+    assert publisher.published == []
+
+
+async def test_a_deeply_nested_json_value_is_dead_lettered_like_any_unreadable_record() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    await make_handler(store, publisher).handle(batch(user_document(1), b"[" * 100_000 + b"]" * 100_000))
+
+    (dead,) = publisher.dead_letters
+    assert (dead.origin[2], dead.error_class, dead.attempts) == (101, "InvalidEvent", 1)
+    assert causations(publisher) == [str(event_id(1))]
+
+
+# --- other identity events are acknowledged and counted -------------------------------------------
+
+
+async def test_another_event_type_is_skipped_without_a_customer_or_dead_letter_and_counted() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    before = sample("identity_events_ignored_total", event_type="UserPasswordChanged")
+
+    await make_handler(store, publisher).handle(batch(user_document(1, eventType="UserPasswordChanged")))
+
+    assert sample("identity_events_ignored_total", event_type="UserPasswordChanged") == before + 1
+    assert store.customers == {}
+    assert store.units_of_work == []
+    assert publisher.published == []
+    assert publisher.dead_letters == []
+
+
+async def test_an_event_type_that_is_not_an_identifier_is_counted_as_other_not_by_its_value() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    before = sample("identity_events_ignored_total", event_type="other")
+
+    await make_handler(store, publisher).handle(batch(user_document(1, eventType="jane.doe@example.com")))
+
+    assert sample("identity_events_ignored_total", event_type="other") == before + 1
+    assert REGISTRY.get_sample_value("identity_events_ignored_total", {"event_type": "jane.doe@example.com"}) is None
+    assert publisher.dead_letters == []
+
+
+# --- idempotency (AC-10) --------------------------------------------------------------------------
+
+
+async def test_ac10_the_same_event_twice_in_one_batch_creates_one_customer_and_one_event() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(1)))
+
+    assert len(store.customers) == 1
+    assert len(store.events) == 1
+    assert causations(publisher) == [str(event_id(1))]
+    assert store.processed == {event_id(1): store.customer_of(user_id(1)).customer_id}
+    assert publisher.dead_letters == []
+
+
+async def test_ac10_the_same_event_in_a_later_batch_is_skipped_by_the_processed_cache() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    handler = make_handler(store, publisher)
+    await handler.handle(batch(user_document(1)))
+    transactions = len(store.units_of_work)
+    duplicates = sample("customer_created_total", status="duplicate")
+
+    await handler.handle(batch(user_document(1)))
+
+    assert len(store.units_of_work) == transactions  # answered from the cache, no round trip
+    assert sample("customer_created_total", status="duplicate") == duplicates + 1
+    assert len(store.customers) == 1
+    assert causations(publisher) == [str(event_id(1))]
+    assert publisher.dead_letters == []
+
+
+async def test_ac10_a_fresh_worker_does_not_republish_an_event_the_store_marked_published() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    await make_handler(store, publisher).handle(batch(user_document(1)))
+
+    await make_handler(store, publisher).handle(batch(user_document(1)))  # empty cache
+
+    assert len(store.units_of_work) == 2  # the store was asked this time
+    assert len(store.customers) == 1
+    assert len(publisher.published) == 1
+    assert publisher.dead_letters == []
+
+
+async def test_ac10_a_redelivery_republishes_the_stored_event_when_the_worker_died_before_publishing() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    # the first worker committed, then died before Kafka acknowledged the event
+    (outcome,) = await create_customers([user_registered()], store, lambda: STORY_MOMENT)
+    stored = store.event_of(store.customer_of(USER_ID).customer_id)
+    assert store.published == set()
+
+    await make_handler(store, publisher).handle([record(user_registered_document())])
+
+    assert publisher.published == [stored]  # the same event, same eventId: not a new one
+    assert outcome.envelope == stored
+    assert store.published == {UUID(stored["eventId"])}
+    assert len(store.customers) == 1
+    assert publisher.dead_letters == []
+
+
+async def test_ac10_another_event_for_an_existing_user_creates_nothing_and_publishes_nothing() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    handler = make_handler(store, publisher)
+    await handler.handle(batch(user_document(1)))
+
+    await handler.handle(batch(user_document(1, eventId=str(event_id(99)))))
+
+    customer = store.customer_of(user_id(1))
+    assert len(store.customers) == 1
+    assert store.processed == {event_id(1): customer.customer_id, event_id(99): customer.customer_id}
+    assert len(publisher.published) == 1
+    assert publisher.dead_letters == []
+
+
+async def test_ac10_two_events_for_one_user_in_one_batch_create_one_customer() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(1, eventId=str(event_id(99)))))
+
+    customer = store.customer_of(user_id(1))
+    assert len(store.customers) == 1
+    assert store.processed == {event_id(1): customer.customer_id, event_id(99): customer.customer_id}
+    assert causations(publisher) == [str(event_id(1))]
+
+
+# --- transient store failures are retried (AC-09) -----------------------------------------------
+
+
+async def test_ac09_a_store_unavailable_on_the_first_two_commits_succeeds_on_the_third() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.fail("commit", StoreUnavailable("PostgreSQL unavailable: OperationalError"), times=2)
+    retries = sample("processing_attempts_total", agent="user_registered", outcome="retry")
+
+    await make_handler(store, publisher).handle(batch(user_document(1)))
+
+    assert sample("processing_attempts_total", agent="user_registered", outcome="retry") == retries + 2
+    assert store.failures.calls["commit"] == 3
+    assert [uow.rolled_back for uow in store.units_of_work] == [True, True, False]
+    assert store.customer_numbers() == ["ACME-202601-000001"]  # the rolled-back numbers were returned
+    assert len(store.events) == 1
+    assert causations(publisher) == [str(event_id(1))]
+    assert publisher.dead_letters == []
+
+
+async def test_ac09_a_store_unavailable_on_every_attempt_dead_letters_every_valid_record_after_6_attempts() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.always("commit", StoreUnavailable("PostgreSQL unavailable: OperationalError"))
+    exhausted = sample("processing_attempts_total", agent="user_registered", outcome="exhausted")
+
+    await make_handler(store, publisher).handle(batch(user_document(1), b"not json", user_document(3)))
+
+    assert store.failures.calls["commit"] == ATTEMPTS
+    assert sample("processing_attempts_total", agent="user_registered", outcome="exhausted") == exhausted + 1
+    assert sorted((dead.origin[2], dead.error_class, dead.attempts) for dead in publisher.dead_letters) == [
+        (100, "StoreUnavailable", ATTEMPTS),
+        (101, "InvalidEvent", 1),
+        (102, "StoreUnavailable", ATTEMPTS),
+    ]
+    assert {dead.error_message for dead in publisher.dead_letters if dead.error_class == "StoreUnavailable"} == {
+        "PostgreSQL unavailable: OperationalError"
+    }
+    assert publisher.published == []
+    assert (store.customers, store.events, store.processed, store.counters) == ({}, {}, {}, {})
+
+
+async def test_a_batch_that_exhausted_its_retries_is_not_remembered_as_processed() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    handler = make_handler(store, publisher)
+    store.failures.fail("commit", StoreUnavailable("down"), times=ATTEMPTS)
+    await handler.handle(batch(user_document(1)))
+
+    await handler.handle(batch(user_document(1)))  # replayed from the DLQ once PostgreSQL is back
+
+    assert len(store.customers) == 1
+    assert causations(publisher) == [str(event_id(1))]
+
+
+# --- publishing failures --------------------------------------------------------------------------
+
+
+async def test_when_kafka_never_acknowledges_the_customer_stays_committed_and_the_record_is_dead_lettered() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    publisher.failures.always("publish_customer_registered", PublishFailed("no acknowledgement in 30s"))
+    records = batch(user_document(1))
+
+    await make_handler(store, publisher).handle(records)
+
+    assert publisher.failures.calls["publish_customer_registered"] == ATTEMPTS
+    (dead,) = publisher.dead_letters
+    assert (dead.error_class, dead.error_message, dead.attempts) == ("PublishFailed", "no acknowledgement in 30s", 6)
+    assert (dead.key, dead.value, dead.origin) == (records[0].key, records[0].value, records[0].origin)
+    customer = store.customer_of(user_id(1))
+    assert len(store.events) == 1
+    assert store.mark_published_calls == []
+    assert store.published == set()  # so that a replay re-publishes it
+    assert store.registration_of(customer.customer_id).published is False
+
+
+async def test_a_record_dead_lettered_for_kafka_is_republished_when_replayed_to_a_fresh_worker() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    publisher.failures.always("publish_customer_registered", PublishFailed("no acknowledgement"))
+    await make_handler(store, publisher).handle(batch(user_document(1)))
+    stored = store.event_of(store.customer_of(user_id(1)).customer_id)
+    publisher.failures.clear()
+
+    await make_handler(store, publisher).handle(batch(user_document(1)))
+
+    assert publisher.published == [stored]
+    assert store.published == {UUID(stored["eventId"])}
+    assert len(store.customers) == 1
+
+
+async def test_a_record_dead_lettered_for_kafka_is_republished_when_replayed_to_the_same_worker() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    handler = make_handler(store, publisher)
+    publisher.failures.always("publish_customer_registered", PublishFailed("no acknowledgement"))
+    await handler.handle(batch(user_document(1)))
+    publisher.failures.clear()
+
+    await handler.handle(batch(user_document(1)))  # the DLQ replayed into the same worker
+
+    assert causations(publisher) == [str(event_id(1))]
+
+
+async def test_a_failure_to_mark_events_published_is_logged_and_the_batch_still_completes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.always("mark_published", StoreUnavailable("down"))
+    caplog.set_level(logging.WARNING)
+
+    await make_handler(store, publisher).handle(batch(user_document(1)))
+
+    assert store.failures.calls["mark_published"] == ATTEMPTS
+    assert causations(publisher) == [str(event_id(1))]
+    assert publisher.dead_letters == []
+    assert any("could not mark 1 event(s) published" in entry.getMessage() for entry in caplog.records)
+
+
+async def test_a_dead_letter_that_kafka_refuses_at_first_is_retried() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    publisher.failures.fail("dead_letter", PublishFailed("no acknowledgement"), times=2)
+
+    await make_handler(store, publisher).handle(batch(b"not json"))
+
+    assert publisher.failures.calls["dead_letter"] == 3
+    (dead,) = publisher.dead_letters
+    assert (dead.error_class, dead.attempts) == ("InvalidEvent", 1)
+
+
+# --- records the store refuses for good ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("refusal", "error_class", "message"),
+    [
+        (
+            StoreConflict("uniqueness conflict: customers_email_key"),
+            "RecordRejected",
+            "uniqueness conflict: customers_email_key",
+        ),
+        (
+            RecordRejected("PostgreSQL refused the record: DataError"),
+            "RecordRejected",
+            "PostgreSQL refused the record: DataError",
+        ),
+    ],
+    ids=["conflict-that-persists-alone", "refused-data"],
+)
+async def test_a_record_the_store_refuses_for_good_is_dead_lettered_and_its_neighbours_are_created(
+    refusal: Exception, error_class: str, message: str
+) -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.always(
+        "add_customers", refusal, when=lambda customers: any(c.user_id == user_id(2) for c in customers)
+    )
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2), user_document(3)))
+
+    (dead,) = publisher.dead_letters
+    assert (dead.origin[2], dead.error_class, dead.error_message, dead.attempts) == (101, error_class, message, 1)
+    assert {customer.user_id for customer in store.customers.values()} == {user_id(1), user_id(3)}
+    assert store.customer_numbers() == ["ACME-202601-000001", "ACME-202601-000002"]  # no gap left behind
+    assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(3))])
+    assert event_id(2) not in store.processed
+
+
+async def test_a_conflict_raised_once_by_a_concurrent_writer_resolves_and_creates_every_customer() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.fail("add_customers", StoreConflict("uniqueness conflict: customers_user_id_key"), times=1)
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2)))
+
+    assert store.customer_numbers() == ["ACME-202601-000001", "ACME-202601-000002"]
+    assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(2))])
+    assert publisher.dead_letters == []
+
+
+# --- no PII in logs (invariant 5) -----------------------------------------------------------------
+
+PII = ("zebulonia.quackenbush@example.com", "Zebulonia", "Quackenbush", "ottoline.prynne@example.net", "Ottoline")
+
+
+async def test_no_email_or_name_appears_in_logs_at_info_or_above(caplog: pytest.LogCaptureFixture) -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.fail("commit", StoreUnavailable("down"), times=1)
+    store.failures.always(
+        "add_customers", StoreConflict("conflict"), when=lambda cs: any(c.user_id == user_id(4) for c in cs)
+    )
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="acme_customer")
+
+    await make_handler(store, publisher).handle(
+        batch(
+            user_document(1, payload__email=PII[0], payload__firstName=PII[1], payload__lastName=PII[2]),
+            user_document(2, payload__email="zebulonia.quackenbush.at.example.com", payload__firstName=PII[1]),
+            user_document(3, payload__firstName=PII[1] * 6, payload__lastName=PII[2]),
+            user_document(4, payload__email=PII[3], payload__firstName=PII[4]),
+        )
+    )
+
+    assert len(store.customers) == 1 and len(publisher.dead_letters) == 3  # every log-writing path ran
+    messages = [entry.getMessage() for entry in caplog.records if entry.levelno >= logging.INFO]
+    assert any("created as ACME-202601-000001" in message for message in messages)
+    assert any("rejected record" in message for message in messages)
+    assert any("refused by the store" in message for message in messages)
+    assert [message for message in messages if any(value.lower() in message.lower() for value in PII)] == []
+    labels = [value for metric in REGISTRY.collect() for s in metric.samples for value in s.labels.values()]
+    assert [value for value in labels if any(pii.lower() in value.lower() for pii in PII)] == []
+
+
+# --- CustomerEventProjector -----------------------------------------------------------------------
+
+
+def registered(n: int) -> tuple[Customer, CustomerRegistered]:
+    user = user_registered(event_id=event_id(n), user_id=user_id(n), email=f"user{n}@example.com")
+    return register_customer(user, CustomerNumber("202601", n), STORY_MOMENT)
+
+
+def customer_records(*values: object) -> list[Record]:
+    return [record(value, offset, topic=CUSTOMER_TOPIC) for offset, value in enumerate(values)]
+
+
+def make_projector(profiles: FakeProfiles, read_model: FakeReadModel) -> CustomerEventProjector:
+    return CustomerEventProjector(source=profiles, read_model=read_model, decode=decode, backoff=NO_WAIT)
+
+
+async def test_ac05_each_customer_registered_is_projected_as_its_version_1_read_model() -> None:
+    (first, first_event), (second, second_event) = registered(1), registered(2)
+    read_model = FakeReadModel()
+
+    await make_projector(FakeProfiles([first, second]), read_model).handle(
+        customer_records(first_event.to_dict(), second_event.to_dict())
+    )
+
+    assert read_model.documents == {
+        str(first.customer_id): first.to_read_model(1),
+        str(second.customer_id): second.to_read_model(1),
+    }
+    assert read_model.upserts == [[first.to_read_model(1), second.to_read_model(1)]]
+
+
+async def test_the_same_customer_registered_twice_is_projected_once() -> None:
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+
+    await make_projector(FakeProfiles([customer]), read_model).handle(
+        customer_records(event.to_dict(), event.to_dict())
+    )
+
+    assert read_model.upserts == [[customer.to_read_model(1)]]
+
+
+async def test_a_read_model_unavailable_twice_is_retried_and_written_once() -> None:
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+    read_model.failures.fail("upsert", ReadModelUnavailable("MongoDB unavailable: AutoReconnect"), times=2)
+
+    await make_projector(FakeProfiles([customer]), read_model).handle(customer_records(event.to_dict()))
+
+    assert read_model.failures.calls["upsert"] == 3
+    assert read_model.upserts == [[customer.to_read_model(1)]]
+    assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+
+
+async def test_the_projector_keeps_trying_past_one_round_of_retries_since_nothing_may_be_skipped() -> None:
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+    read_model.failures.fail("upsert", ReadModelUnavailable("down"), times=ATTEMPTS + 2)
+
+    await make_projector(FakeProfiles([customer]), read_model).handle(customer_records(event.to_dict()))
+
+    assert read_model.failures.calls["upsert"] == ATTEMPTS + 3
+    assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+
+
+async def test_a_command_store_unavailable_while_projecting_is_retried() -> None:
+    customer, event = registered(1)
+    profiles, read_model = FakeProfiles([customer]), FakeReadModel()
+    profiles.failures.fail("customers", StoreUnavailable("down"), times=1)
+
+    await make_projector(profiles, read_model).handle(customer_records(event.to_dict()))
+
+    assert profiles.failures.calls["customers"] == 2
+    assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+
+
+async def test_a_read_model_conflict_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+    read_model.failures.always("upsert", ReadModelConflict("customer x: another document holds its userId"))
+    caplog.set_level(logging.ERROR)
+    conflicts = sample("events_dead_lettered_total", error_class="ReadModelConflict")
+
+    await make_projector(FakeProfiles([customer]), read_model).handle(customer_records(event.to_dict()))
+
+    assert read_model.failures.calls["upsert"] == 1  # not retried
+    assert read_model.documents == {}
+    assert sample("events_dead_lettered_total", error_class="ReadModelConflict") == conflicts + 1
+    assert any(
+        entry.levelno == logging.ERROR and "read model refused a projection" in entry.getMessage()
+        for entry in caplog.records
+    )
+
+
+async def test_an_undecodable_record_on_customer_events_is_skipped_and_its_neighbours_projected() -> None:
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+
+    await make_projector(FakeProfiles([customer]), read_model).handle(
+        customer_records(b"not json", b"\x00\x00\x00\x00\x01avro", None, event.to_dict())
+    )
+
+    assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+
+
+async def test_a_batch_without_customer_registered_events_projects_nothing() -> None:
+    profiles, read_model = FakeProfiles(), FakeReadModel()
+
+    await make_projector(profiles, read_model).handle(
+        customer_records(b"not json", [1, 2], {"eventType": "CustomerEmailChanged", "aggregateId": str(user_id(1))})
+    )
+
+    assert profiles.failures.calls["customers"] == 0
+    assert read_model.failures.calls["upsert"] == 0
+
+
+async def test_a_customer_registered_without_a_valid_aggregate_id_is_skipped_and_its_neighbours_projected() -> None:
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+    malformed = {**event.to_dict(), "aggregateId": "not-a-uuid"}
+
+    await make_projector(FakeProfiles([customer]), read_model).handle(customer_records(malformed, event.to_dict()))
+
+    assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
