@@ -8,6 +8,7 @@ one line.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.errors import ConfigError, ReadModelUnavailable
-from acme_customer.observability import configure_logging
+from acme_customer.observability import configure_logging, configure_tracing
 from acme_customer.service_layer.ports import Record
 
 APP_ID = "customer-service"
@@ -36,6 +37,7 @@ app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
 def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     try:
         settings = container.configure()
+        configure_tracing(os.environ)
     except ConfigError as error:
         print(f"acme-customer: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
