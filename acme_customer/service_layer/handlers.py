@@ -61,7 +61,20 @@ class IdentityEventHandler:
     seen: ProcessedCache = field(default_factory=ProcessedCache)
 
     async def handle(self, records: Sequence[Record]) -> None:
-        """Process a batch to the end: customers committed and published, the rest dead-lettered."""
+        """Process a batch to the end: customers committed and published, the rest dead-lettered.
+
+        Never raises for a record: Faust acknowledges a batch whose processing raised (its
+        take buffer acks in a ``finally``), so an unexpected error sends the whole batch to the
+        DLQ instead, where a replay is harmless (idempotency) and nothing is lost.
+        """
+        try:
+            await self._handle(records)
+        except Exception as error:  # deliberately broad: see the docstring
+            logger.exception("unexpected error in a batch of %d record(s); dead-lettering the batch", len(records))
+            for record in records:
+                await self._dead_letter(record, error, attempts=1)
+
+    async def _handle(self, records: Sequence[Record]) -> None:
         users: list[tuple[Record, UserRegistered]] = []
         for record in records:
             user = await self._accept(record)
@@ -195,6 +208,14 @@ class CustomerEventProjector:
     backoff: Sequence[float]
 
     async def handle(self, records: Sequence[Record]) -> None:
+        """Project a batch; an unexpected error is logged and counted (the event store can rebuild the read model)."""
+        try:
+            await self._handle(records)
+        except Exception:  # deliberately broad: raising would let Faust acknowledge the batch anyway
+            logger.exception("unexpected error projecting %d record(s)", len(records))
+            metrics.dead_lettered_total.labels(error_class="ProjectionError").inc(len(records))
+
+    async def _handle(self, records: Sequence[Record]) -> None:
         envelopes = []
         for record in records:
             try:

@@ -637,3 +637,25 @@ async def test_a_customer_registered_without_a_valid_aggregate_id_is_skipped_and
     await make_projector(FakeProfiles([customer]), read_model).handle(customer_records(malformed, event.to_dict()))
 
     assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+
+
+async def test_an_unexpected_error_dead_letters_the_whole_batch_instead_of_letting_faust_ack_it() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.fail("commit", RuntimeError("a bug, not a database error"))
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2)))
+
+    assert [(dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [("RuntimeError", 1)] * 2
+    assert store.customer_numbers() == []
+
+
+async def test_an_unexpected_projection_error_is_counted_and_does_not_escape() -> None:
+    profiles, read_model = FakeProfiles(), FakeReadModel()
+    profiles.failures.fail("customers", RuntimeError("a bug"))
+    projector = CustomerEventProjector(source=profiles, read_model=read_model, decode=decode, backoff=(0,))
+    before = sample("events_dead_lettered_total", error_class="ProjectionError")
+    envelope = {"eventType": "CustomerRegistered", "eventId": str(event_id(1)), "aggregateId": str(user_id(9))}
+
+    await projector.handle([record(envelope, topic="customer.events")])
+
+    assert sample("events_dead_lettered_total", error_class="ProjectionError") == before + 1
