@@ -12,8 +12,11 @@ import os
 import socket
 from dataclasses import dataclass
 
-from acme_customer.adapters import codec
-from acme_customer.adapters.kafka import KafkaPublisher, Producer
+from schema_registry.client import AsyncSchemaRegistryClient
+
+from acme_customer.adapters import schemas
+from acme_customer.adapters.codec import AVRO, TopicCodec
+from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, KafkaPublisher, Producer
 from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
@@ -63,18 +66,24 @@ class Container:
         await store.open()
         read_model = MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)
         await read_model.ensure_indexes()
-        publisher = KafkaPublisher(producer)
+        registry = AsyncSchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
+        user_events = TopicCodec(USER_EVENTS, schemas.USER_REGISTERED, registry)
+        customer_events = TopicCodec(CUSTOMER_EVENTS, schemas.CUSTOMER_REGISTERED, registry, settings.event_format)
+        if settings.event_format == AVRO:
+            schema_id = await customer_events.register()
+            logger.info("CustomerRegistered schema registered as id %d under %s", schema_id, customer_events.subject)
+        publisher = KafkaPublisher(producer, customer_events.encode)
         self._services = Services(
             settings=settings,
             store=store,
             read_model=read_model,
             identity_events=IdentityEventHandler(
-                store=store, publisher=publisher, decode=codec.decode, backoff=settings.retry_backoff
+                store=store, publisher=publisher, decode=user_events.decode, backoff=settings.retry_backoff
             ),
             customer_events=CustomerEventProjector(
                 source=PostgresProfiles(store.pool),
                 read_model=read_model,
-                decode=codec.decode,
+                decode=customer_events.decode,
                 backoff=settings.retry_backoff,
             ),
         )

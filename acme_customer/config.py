@@ -76,7 +76,7 @@ class Settings:
     mongodb_uri: str
     mongodb_database: str = "customer"
     schema_registry_url: str | None = None
-    event_format: str = "json"
+    event_format: str = "avro"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     log_level: str = "INFO"
@@ -99,11 +99,14 @@ class Settings:
         mongodb_uri = _required(env, "MONGODB_URI")
         if urlparse(mongodb_uri).scheme not in ("mongodb", "mongodb+srv"):
             raise ConfigError("MONGODB_URI must be a mongodb:// or mongodb+srv:// URI")
-        event_format = env.get("EVENT_FORMAT", "json").strip().lower() or "json"
+        event_format = env.get("EVENT_FORMAT", "avro").strip().lower() or "avro"
         if event_format not in ("json", "avro"):
             raise ConfigError(f"EVENT_FORMAT must be 'avro' or 'json', got {event_format!r}")
-        if event_format == "avro":
-            raise ConfigError("EVENT_FORMAT=avro is not available yet in this build; use EVENT_FORMAT=json")
+        registry_url = env.get("SCHEMA_REGISTRY_URL", "").strip() or None
+        if event_format == "avro" and registry_url is None:
+            raise ConfigError("EVENT_FORMAT=avro (the default) needs SCHEMA_REGISTRY_URL; set it, or EVENT_FORMAT=json")
+        if registry_url is not None and urlparse(registry_url).scheme not in ("http", "https"):
+            raise ConfigError("SCHEMA_REGISTRY_URL must be an http:// or https:// URL")
         log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
@@ -117,7 +120,7 @@ class Settings:
             database_url=database_url,
             mongodb_uri=mongodb_uri,
             mongodb_database=env.get("MONGODB_DATABASE", "customer").strip() or "customer",
-            schema_registry_url=env.get("SCHEMA_REGISTRY_URL", "").strip() or None,
+            schema_registry_url=registry_url,
             event_format=event_format,
             web_port=_int(env, "WEB_PORT", 6066, maximum=65535),
             web_host=env.get("WEB_HOST", "127.0.0.1").strip() or "127.0.0.1",

@@ -11,6 +11,7 @@ AcmeCustomerError
 └── TransientError         may succeed on retry (with backoff), then DLQ after the last attempt
     ├── StoreUnavailable   PostgreSQL unreachable, failing over, or a serialization failure
     ├── ReadModelUnavailable  MongoDB unreachable
+    ├── RegistryUnavailable   the schema registry could not be asked (only when a schema id is new)
     └── PublishFailed      Kafka did not acknowledge a produced record in time
 """
 
@@ -55,6 +56,10 @@ class StoreUnavailable(TransientError):
 
 class ReadModelUnavailable(TransientError):
     """MongoDB could not be reached."""
+
+
+class RegistryUnavailable(TransientError):
+    """The schema registry could not be reached or answered an error."""
 
 
 class PublishFailed(TransientError):

@@ -7,13 +7,12 @@ committed only after the output is safe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
-from acme_customer.adapters import codec
 from acme_customer.errors import PublishFailed
 from acme_customer.service_layer.ports import EventPublisher
 
@@ -40,8 +39,14 @@ class Producer(Protocol):
 
 
 class KafkaPublisher(EventPublisher):
-    def __init__(self, producer: Producer, ack_timeout_s: float = 30.0):
+    def __init__(
+        self,
+        producer: Producer,
+        encode: Callable[[dict[str, Any]], Awaitable[bytes]],
+        ack_timeout_s: float = 30.0,
+    ):
         self.producer = producer
+        self.encode = encode  # CustomerRegistered in the configured EVENT_FORMAT
         self.ack_timeout_s = ack_timeout_s
 
     async def _send_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes | None, Headers]]) -> None:
@@ -67,7 +72,7 @@ class KafkaPublisher(EventPublisher):
             await self._send_all(
                 CUSTOMER_EVENTS,
                 [
-                    (envelope["aggregateId"].encode(), codec.encode(envelope), _headers(envelope))
+                    (envelope["aggregateId"].encode(), await self.encode(envelope), _headers(envelope))
                     for envelope in envelopes
                 ],
             )

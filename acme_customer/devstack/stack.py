@@ -50,14 +50,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        # the main thread can turn zombie while other threads still hold the ports open
-        for task in os.listdir(f"/proc/{pid}/task"):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    # the main thread can turn zombie while other threads still hold the ports open
+    for task in tasks:
+        try:
             with open(f"/proc/{pid}/task/{task}/stat") as stat:
                 if stat.read().rsplit(") ", 1)[1][0] != "Z":
                     return True
-        return False
-    except OSError:
-        return False
+        except OSError:
+            continue  # that thread has just gone; look at the others
+    return False
 
 
 def _tail(path: Path, lines: int = 25) -> str:

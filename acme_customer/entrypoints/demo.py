@@ -1,7 +1,8 @@
 """``acme-customer demo``: the main job end to end on the local stack.
 
 Starts a worker, publishes a handful of realistic UserRegistered events (one with marketing
-opt-in, one delivered twice, one malformed), then prints the profiles from MongoDB and the
+opt-in, one delivered twice, one malformed; Avro through the registry when
+SCHEMA_REGISTRY_URL is set, else JSON), then prints the profiles from MongoDB and the
 CustomerRegistered events from ``customer.events``.
 """
 
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
+from schema_registry.client import AsyncSchemaRegistryClient
+from schema_registry.client.schema import AvroSchema
+from schema_registry.serializers.message_serializer import AsyncAvroMessageSerializer
 
+from acme_customer.adapters.codec import TopicCodec
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED, load_schema
 
 PEOPLE = [("Jane", "Doe", True), ("John", "Smith", False), ("Ana", "Souza", None)]
 
@@ -69,18 +76,35 @@ def _ready(port: int) -> bool:
 
 
 async def _publish(bootstrap: str, events: list[dict[str, Any]], broken_key: bytes) -> None:
+    """As the identity service would: Avro through the registry when there is one, else JSON."""
+    registry_url = os.environ.get("SCHEMA_REGISTRY_URL")
+    serializer = AsyncAvroMessageSerializer(AsyncSchemaRegistryClient(registry_url)) if registry_url else None
+    schema = AvroSchema(load_schema(USER_REGISTERED))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         for event in events:
-            await producer.send_and_wait(USER_EVENTS, json.dumps(event).encode(), key=event["aggregateId"].encode())
+            value = (
+                await serializer.encode_record_with_schema(f"{USER_EVENTS}-value", schema, event)
+                if serializer is not None
+                else json.dumps(event).encode()
+            )
+            await producer.send_and_wait(USER_EVENTS, value, key=event["aggregateId"].encode())
         await producer.send_and_wait(USER_EVENTS, b'{"eventType": "UserRegistered", "payload": 42', key=broken_key)
     finally:
         await producer.stop()
 
 
-async def _read(bootstrap: str, topic: str, since_ms: int, wanted: int, match: Any, timeout: float = 30.0) -> list[Any]:
-    """Records of ``topic`` written since ``since_ms`` that ``match``, until ``wanted`` are found."""
+async def _read(
+    bootstrap: str,
+    topic: str,
+    since_ms: int,
+    wanted: int,
+    match: Callable[[Any], bool],
+    convert: Callable[[Any], Awaitable[Any]] | None = None,
+    timeout: float = 30.0,
+) -> list[Any]:
+    """Records of ``topic`` written since ``since_ms`` (converted) that ``match``, until ``wanted`` are found."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -102,10 +126,28 @@ async def _read(bootstrap: str, topic: str, since_ms: int, wanted: int, match: A
         while len(found) < wanted and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
-                found += [record for record in records if match(record)]
+                for record in records:
+                    item = await convert(record) if convert is not None else record
+                    if match(item):
+                        found.append(item)
     finally:
         await consumer.stop()
     return found
+
+
+async def _published(bootstrap: str, since_ms: int, causes: set[str]) -> list[dict[str, Any]]:
+    """This run's CustomerRegistered events, decoded with the service's own codec (Avro or JSON)."""
+    registry_url = os.environ.get("SCHEMA_REGISTRY_URL")
+    codec = TopicCodec(
+        CUSTOMER_EVENTS, CUSTOMER_REGISTERED, AsyncSchemaRegistryClient(registry_url) if registry_url else None
+    )
+
+    async def convert(record: Any) -> Any:
+        return await codec.decode(record.value)
+
+    return await _read(
+        bootstrap, CUSTOMER_EVENTS, since_ms, len(causes), lambda event: event.get("causationId") in causes, convert
+    )
 
 
 def run() -> int:
@@ -146,18 +188,10 @@ def run() -> int:
         for document in collection.find({"userId": {"$in": user_ids}}).sort("customerNumber"):
             print(json.dumps(document, indent=2, default=str))
         causes = {event["eventId"] for event in events}
-        published = asyncio.run(
-            _read(
-                bootstrap,
-                CUSTOMER_EVENTS,
-                started_ms,
-                len(causes),
-                lambda r: json.loads(r.value).get("causationId") in causes,
-            )
-        )
+        published = asyncio.run(_published(bootstrap, started_ms, causes))
         print(f"\n== CustomerRegistered on {CUSTOMER_EVENTS}: {len(published)} for {len(deliveries)} deliveries")
-        for record in published:
-            print(json.dumps(json.loads(record.value), indent=2))
+        for event in published:
+            print(json.dumps(event, indent=2))
         dead = asyncio.run(_read(bootstrap, USER_EVENTS_DLQ, started_ms, 1, lambda r: r.key == broken_key, timeout=30))
         for record in dead[-1:]:
             headers = {name: value.decode() for name, value in record.headers}

@@ -8,10 +8,11 @@ refused. The batch is finished (and may be acknowledged) only when this returns.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from acme_customer.service_layer.project_customers import ProfileSource, ReadMod
 from acme_customer.service_layer.retry import RetriesExhausted, with_backoff
 
 logger = logging.getLogger(__name__)
+Decoder = Callable[[bytes | None], Awaitable[Any]]  # the codec at the edge, for one topic
 
 
 class ProcessedCache:
@@ -55,7 +57,7 @@ class ProcessedCache:
 class IdentityEventHandler:
     store: CustomerStore
     publisher: EventPublisher
-    decode: Callable[[bytes | None], Any]
+    decode: Decoder
     backoff: Sequence[float]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     seen: ProcessedCache = field(default_factory=ProcessedCache)
@@ -103,7 +105,8 @@ class IdentityEventHandler:
     async def _accept(self, record: Record) -> UserRegistered | None:
         """The validated event, or None when the record was skipped or dead-lettered."""
         try:
-            document = self.decode(record.value)
+            # a new schema id may need the registry: that is retried like any transient failure
+            document = await with_backoff(functools.partial(self.decode, record.value), self.backoff, "decode")
             event_type = event_type_of(document)
             if event_type != USER_REGISTERED:
                 metrics.events_ignored_total.labels(event_type=metrics.safe_label(event_type)).inc()
@@ -113,6 +116,10 @@ class IdentityEventHandler:
             logger.warning("rejected record %s/%d@%d: %s", *record.origin, error)
             metrics.customer_created_total.labels(status="rejected").inc()
             await self._dead_letter(record, error, attempts=1)
+            return None
+        except RetriesExhausted as exhausted:
+            logger.error("could not decode record %s/%d@%d: %s", *record.origin, exhausted.last)
+            await self._dead_letter(record, exhausted.last, exhausted.attempts)
             return None
 
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
@@ -204,7 +211,7 @@ class CustomerEventProjector:
 
     source: ProfileSource
     read_model: ReadModel
-    decode: Callable[[bytes | None], Any]
+    decode: Decoder
     backoff: Sequence[float]
 
     async def handle(self, records: Sequence[Record]) -> None:
@@ -219,7 +226,10 @@ class CustomerEventProjector:
         envelopes = []
         for record in records:
             try:
-                document = self.decode(record.value)
+                document = await with_backoff(functools.partial(self.decode, record.value), self.backoff, "decode")
+            except RetriesExhausted as exhausted:
+                logger.error("skipping undecodable record %s/%d@%d: %s", *record.origin, exhausted.last)
+                continue
             except PermanentError as error:
                 logger.warning("skipping unreadable record %s/%d@%d on customer.events: %s", *record.origin, error)
                 continue

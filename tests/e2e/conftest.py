@@ -9,6 +9,7 @@ produced by this session reach the fresh databases).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -29,7 +30,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
+from schema_registry.client import AsyncSchemaRegistryClient
 
+from acme_customer.adapters.codec import TopicCodec
+from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED
 from acme_customer.adapters.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,6 +140,23 @@ class Stack:
         client: MongoClient[dict[str, Any]] = MongoClient(self.env["MONGODB_URI"], tz_aware=True)
         return client[self.mongo_database]["customers"]
 
+    def decode(self, values: list[bytes], topic: str = "customer.events") -> list[dict[str, Any]]:
+        """Values as the worker wrote them (Avro with the registry, or JSON), decoded with the service's codec."""
+
+        async def decode_all() -> list[dict[str, Any]]:
+            registry = AsyncSchemaRegistryClient(self.env["SCHEMA_REGISTRY_URL"])
+            schema = CUSTOMER_REGISTERED if topic == "customer.events" else USER_REGISTERED
+            codec = TopicCodec(topic, schema, registry)
+            return [await codec.decode(value) for value in values]
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(decode_all())
+        # called from inside read_since's loop (a predicate): decode on a loop of its own
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, decode_all()).result()
+
     def produce(self, records: list[tuple[bytes | None, bytes]], topic: str = "identity.user.events") -> None:
         async def send() -> None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
@@ -213,7 +234,7 @@ def stack(database_url: str, mongodb_uri: str, kafka_bootstrap: str) -> Iterator
         "DATABASE_URL": _with_database(database_url, database),
         "MONGODB_URI": mongodb_uri,
         "MONGODB_DATABASE": f"customer_e2e_{suffix}",
-        "EVENT_FORMAT": "json",
+        "EVENT_FORMAT": "avro",
         "LOG_LEVEL": "INFO",
         "RETRY_BACKOFF_SECONDS": "0.1,0.2,0.4,0.8,1.6",
         "PYTHONUNBUFFERED": "1",

@@ -199,7 +199,7 @@ def run(stack: Stack, worker: Worker) -> Run:
     deadline = time.monotonic() + 60
 
     def causation_ids(found: list[Any]) -> set[str]:
-        return {json.loads(record.value).get("causationId") for record in found}
+        return {event.get("causationId") for event in stack.decode([record.value for record in found])}
 
     out_found = stack.read_since(
         CUSTOMER_EVENTS,
@@ -213,7 +213,7 @@ def run(stack: Stack, worker: Worker) -> Run:
         produced=produced,
         dead=keyed(dead_found),
         input_partitions=len(input_since),
-        published=[json.loads(record.value) for record in out_found],
+        published=stack.decode([record.value for record in out_found]),
     )
 
 

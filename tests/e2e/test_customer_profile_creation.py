@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -55,7 +54,7 @@ def _customer(stack: Stack, user_id: str) -> dict[str, Any] | None:
 
 def _published(stack: Stack, since: dict[int, int], causation_ids: set[str], expected: int) -> list[dict[str, Any]]:
     def mine(records: list[Any]) -> list[dict[str, Any]]:
-        values = [json.loads(record.value) for record in records]
+        values = stack.decode([record.value for record in records])
         return [value for value in values if value["causationId"] in causation_ids]
 
     records = stack.read_since(CUSTOMER_EVENTS, since, lambda found: len(mine(found)) >= expected)

@@ -3,7 +3,6 @@ then every invariant of DESIGN.md checked over the whole result."""
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import uuid
@@ -117,9 +116,10 @@ def test_invariants_hold_over_1000_deliveries_from_300_users(stack: Stack, worke
     }
 
     def all_published(records: list[Any]) -> bool:
-        return stored.keys() <= {json.loads(record.value)["eventId"] for record in records}
+        return stored.keys() <= {event["eventId"] for event in stack.decode([record.value for record in records])}
 
-    published = [json.loads(r.value) for r in stack.read_since("customer.events", since, all_published, timeout=60)]
+    records = stack.read_since("customer.events", since, all_published, timeout=60)
+    published = stack.decode([record.value for record in records])
     mine = [envelope for envelope in published if envelope["eventId"] in stored]
     assert {envelope["eventId"] for envelope in mine} == stored.keys()
     for envelope in mine:

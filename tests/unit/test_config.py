@@ -11,6 +11,7 @@ REQUIRED = {
     "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
     "DATABASE_URL": "postgresql://customer:s3cret@localhost:5432/customer",
     "MONGODB_URI": "mongodb://localhost:27017",
+    "SCHEMA_REGISTRY_URL": "http://localhost:8081/apis/ccompat/v7",
 }
 
 
@@ -27,14 +28,32 @@ def config_error(environment: dict[str, str]) -> str:
 # --- required settings ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED))
+ALWAYS_REQUIRED = sorted(set(REQUIRED) - {"SCHEMA_REGISTRY_URL"})
+
+
+@pytest.mark.parametrize("name", ALWAYS_REQUIRED)
 def test_a_missing_required_setting_stops_start_up_naming_the_variable(name: str) -> None:
     environment = {key: value for key, value in REQUIRED.items() if key != name}
 
     assert config_error(environment) == f"{name} is not set (see README: Configuration)"
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_avro_the_default_format_needs_a_schema_registry() -> None:
+    environment = {key: value for key, value in REQUIRED.items() if key != "SCHEMA_REGISTRY_URL"}
+
+    assert config_error(environment) == (
+        "EVENT_FORMAT=avro (the default) needs SCHEMA_REGISTRY_URL; set it, or EVENT_FORMAT=json"
+    )
+    assert Settings.from_env({**environment, "EVENT_FORMAT": "json"}).schema_registry_url is None
+
+
+def test_a_schema_registry_url_must_be_http() -> None:
+    assert config_error(env(SCHEMA_REGISTRY_URL="ftp://registry")) == (
+        "SCHEMA_REGISTRY_URL must be an http:// or https:// URL"
+    )
+
+
+@pytest.mark.parametrize("name", ALWAYS_REQUIRED)
 def test_a_blank_required_setting_counts_as_missing(name: str) -> None:
     assert config_error(env(**{name: "   "})) == f"{name} is not set (see README: Configuration)"
 
@@ -60,9 +79,9 @@ def test_defaults_apply_when_only_the_required_settings_are_given() -> None:
 
     assert settings.web_port == 6066
     assert settings.mongodb_database == "customer"
-    assert settings.event_format == "json"
+    assert settings.event_format == "avro"
     assert settings.log_level == "INFO"
-    assert settings.schema_registry_url is None
+    assert settings.schema_registry_url == "http://localhost:8081/apis/ccompat/v7"
     assert settings.kafka_security.protocol == "PLAINTEXT"
 
 

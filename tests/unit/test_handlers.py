@@ -10,7 +10,8 @@ from uuid import UUID
 import pytest
 from prometheus_client import REGISTRY
 
-from acme_customer.adapters.codec import decode
+from acme_customer.adapters.codec import TopicCodec
+from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED
 from acme_customer.domain.customer import Customer, register_customer
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CustomerRegistered
@@ -40,6 +41,11 @@ IDENTITY_TOPIC = "identity.user.events"
 CUSTOMER_TOPIC = "customer.events"
 NO_WAIT = (0, 0, 0, 0, 0)  # five retries, as AC-09, without the waiting
 ATTEMPTS = len(NO_WAIT) + 1
+
+
+# the real codec without a registry: JSON in, InvalidEvent for everything else
+decode = TopicCodec("identity.user.events", USER_REGISTERED, None).decode
+decode_customer_events = TopicCodec("customer.events", CUSTOMER_REGISTERED, None).decode
 
 
 def event_id(n: int) -> UUID:
@@ -526,7 +532,9 @@ def customer_records(*values: object) -> list[Record]:
 
 
 def make_projector(profiles: FakeProfiles, read_model: FakeReadModel) -> CustomerEventProjector:
-    return CustomerEventProjector(source=profiles, read_model=read_model, decode=decode, backoff=NO_WAIT)
+    return CustomerEventProjector(
+        source=profiles, read_model=read_model, decode=decode_customer_events, backoff=NO_WAIT
+    )
 
 
 async def test_ac05_each_customer_registered_is_projected_as_its_version_1_read_model() -> None:
@@ -652,7 +660,9 @@ async def test_an_unexpected_error_dead_letters_the_whole_batch_instead_of_letti
 async def test_an_unexpected_projection_error_is_counted_and_does_not_escape() -> None:
     profiles, read_model = FakeProfiles(), FakeReadModel()
     profiles.failures.fail("customers", RuntimeError("a bug"))
-    projector = CustomerEventProjector(source=profiles, read_model=read_model, decode=decode, backoff=(0,))
+    projector = CustomerEventProjector(
+        source=profiles, read_model=read_model, decode=decode_customer_events, backoff=(0,)
+    )
     before = sample("events_dead_lettered_total", error_class="ProjectionError")
     envelope = {"eventType": "CustomerRegistered", "eventId": str(event_id(1)), "aggregateId": str(user_id(9))}
 

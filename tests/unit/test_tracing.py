@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from acme_customer.adapters.codec import encode_json
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
 from acme_customer.domain.events import UserRegistered
 from acme_customer.errors import ConfigError
@@ -54,6 +55,10 @@ MAX = user_registered(
 )
 USERS = (JANE, MAX)
 PII = [value for user in USERS for value in (user.email, user.first_name, user.last_name)]
+
+
+async def encode_json_async(document: dict[str, Any]) -> bytes:
+    return encode_json(document)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +196,7 @@ async def test_publishing_records_a_span_with_the_destination_and_the_batch_size
     spans.clear()
     producer = FakeProducer()
 
-    await KafkaPublisher(producer, ack_timeout_s=5).publish_customer_registered(envelopes)
+    await KafkaPublisher(producer, encode_json_async, ack_timeout_s=5).publish_customer_registered(envelopes)
 
     assert [sent["topic"] for sent in producer.sent] == [CUSTOMER_EVENTS, CUSTOMER_EVENTS]
     (publish,) = named(spans.get_finished_spans(), "publish_customer_registered")
@@ -203,7 +208,7 @@ async def test_publishing_records_a_span_with_the_destination_and_the_batch_size
 
 async def test_publishing_an_empty_batch_records_no_span(spans: InMemorySpanExporter) -> None:
     producer = FakeProducer()
-    await KafkaPublisher(producer).publish_customer_registered([])
+    await KafkaPublisher(producer, encode_json_async).publish_customer_registered([])
     assert producer.sent == []
     assert named(spans.get_finished_spans(), "publish_customer_registered") == []
 
@@ -214,7 +219,7 @@ async def test_published_records_carry_the_w3c_traceparent_of_the_current_trace(
     producer = FakeProducer()
 
     with trace.get_tracer("tests").start_as_current_span("consume") as parent:
-        await KafkaPublisher(producer, ack_timeout_s=5).publish_customer_registered(envelopes)
+        await KafkaPublisher(producer, encode_json_async, ack_timeout_s=5).publish_customer_registered(envelopes)
 
     (publish,) = named(spans.get_finished_spans(), "publish_customer_registered")
     assert publish.parent is not None
@@ -255,7 +260,7 @@ async def test_projecting_records_a_read_model_span_with_the_customer_count(span
 async def test_no_span_attribute_carries_an_email_or_a_name(spans: InMemorySpanExporter) -> None:
     with trace.get_tracer("tests").start_as_current_span("consume"):
         store, envelopes = await created_envelopes()
-        await KafkaPublisher(FakeProducer(), ack_timeout_s=5).publish_customer_registered(envelopes)
+        await KafkaPublisher(FakeProducer(), encode_json_async, ack_timeout_s=5).publish_customer_registered(envelopes)
         await project_customers(envelopes, FakeProfiles(store.customers), FakeReadModel())
 
     finished = spans.get_finished_spans()
