@@ -24,6 +24,7 @@ RUN pip install --no-cache-dir -r /tmp/build/requirements.txt
 # then the package itself (non-editable, into site-packages; the source is not kept)
 COPY setup.py setup.cfg pyproject.toml README.md /tmp/build/
 COPY acme_customer /tmp/build/acme_customer
+COPY avro /tmp/build/avro
 RUN pip install --no-cache-dir /tmp/build \
  && rm -rf /tmp/build \
  && chown app:app /app

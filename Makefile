@@ -24,6 +24,7 @@ demo: stack
 
 ## the whole test suite against the real local stack, with lint, types and coverage
 test: stack lint
+	$(STACK_ENV); $(BIN)/acme-customer schemas check
 	$(STACK_ENV); $(BIN)/pytest --cov=acme_customer --cov-report=term --cov-fail-under=90
 
 lint: install

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
 from acme_customer.bootstrap import Container, kafka_reachable
-from acme_customer.errors import ConfigError, ReadModelUnavailable
+from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.observability import configure_logging, configure_tracing
 from acme_customer.service_layer.ports import Record
 
@@ -91,7 +91,12 @@ class Resources(faust.Service):
     """Opens the database pools when the worker starts and closes them when it stops."""
 
     async def on_start(self) -> None:
-        await container.start(app.producer)
+        try:
+            await container.start(app.producer)
+        except AcmeCustomerError as error:
+            # one clear line, not a traceback: the operator has something to fix
+            print(f"acme-customer: cannot start: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         await dead_letter_topic.maybe_declare()
 
     async def on_stop(self) -> None:

@@ -73,6 +73,53 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _committed_versions(path: Path) -> list[dict[str, object]]:
+    """Every committed version of a file, oldest first, distinct contents only (empty without git)."""
+    import json
+    import subprocess
+
+    relative = path.relative_to(REPO)
+    log = subprocess.run(
+        ["git", "log", "--format=%H", "--reverse", "--", str(relative)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    versions: list[dict[str, object]] = []
+    for commit in log.stdout.split():
+        shown = subprocess.run(
+            ["git", "show", f"{commit}:{relative}"], cwd=REPO, capture_output=True, text=True, check=False
+        )
+        if shown.returncode == 0:
+            version = json.loads(shown.stdout)
+            if not versions or versions[-1] != version:
+                versions.append(version)
+    return versions
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from acme_customer.adapters.schemas import backward_problems
+
+    registry_url = os.environ.get("SCHEMA_REGISTRY_URL", "")
+    if not registry_url:
+        print("acme-customer: SCHEMA_REGISTRY_URL is not set", file=sys.stderr)
+        return 2
+    failed = False
+    for path in sorted((REPO / "avro").glob("*.avsc")):
+        current = json.loads(path.read_text())
+        history = _committed_versions(path)
+        if history and history[-1] == current:
+            history = history[:-1]  # the working copy is the last committed version
+        problem = asyncio.run(backward_problems(registry_url, path.stem, history, current))
+        print(f"{path.name}: {problem or f'BACKWARD compatible with {len(history)} earlier version(s)'}")
+        failed = failed or problem is not None
+    return 1 if failed else 0
+
+
 def _demo(_: argparse.Namespace) -> int:
     from acme_customer.entrypoints.demo import run
 
@@ -103,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["ensure"])
     topics.add_argument("--partitions", type=int, default=12, help="partitions of the input and output topics")
     topics.set_defaults(handler=_topics)
+
+    schemas = commands.add_parser("schemas", help="check avro/*.avsc against their committed history")
+    schemas.add_argument("action", choices=["check"])
+    schemas.set_defaults(handler=_schemas)
 
     demo = commands.add_parser("demo", help="run the main job end to end on the local stack and show the result")
     demo.set_defaults(handler=_demo)

@@ -1,0 +1,1 @@
+"""Adapters: one module per backend (PostgreSQL, MongoDB, Kafka codec and publisher)."""

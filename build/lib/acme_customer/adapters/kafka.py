@@ -1,0 +1,110 @@
+"""Kafka output: CustomerRegistered to ``customer.events`` and dead letters to the DLQ.
+
+Both wait for the broker's acknowledgement before returning, so that the input offset is
+committed only after the output is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+
+from acme_customer.errors import PublishFailed
+from acme_customer.service_layer.ports import EventPublisher
+
+CUSTOMER_EVENTS = "customer.events"
+USER_EVENTS = "identity.user.events"
+USER_EVENTS_DLQ = "identity.user.events.dlq"
+
+tracer = trace.get_tracer("acme_customer")
+Headers = list[tuple[str, bytes]]
+
+
+class Producer(Protocol):
+    """The part of Faust's producer that we use."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Awaitable[Any]: ...
+
+
+class KafkaPublisher(EventPublisher):
+    def __init__(
+        self,
+        producer: Producer,
+        encode: Callable[[dict[str, Any]], Awaitable[bytes]],
+        ack_timeout_s: float = 30.0,
+    ):
+        self.producer = producer
+        self.encode = encode  # CustomerRegistered in the configured EVENT_FORMAT
+        self.ack_timeout_s = ack_timeout_s
+
+    async def _send_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes | None, Headers]]) -> None:
+        try:
+            pending = [
+                await self.producer.send(topic, key, value, None, None, headers) for key, value, headers in records
+            ]
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=self.ack_timeout_s)
+        except TimeoutError as error:
+            raise PublishFailed(
+                f"no acknowledgement from Kafka for {topic} within {self.ack_timeout_s:.0f}s"
+            ) from error
+        except Exception as error:  # the driver's send errors: all retriable from our point of view
+            raise PublishFailed(f"publishing to {topic} failed: {type(error).__name__}") from error
+
+    async def publish_customer_registered(self, envelopes: Sequence[dict[str, Any]]) -> None:
+        """Publish the events (key = customerId) and wait until Kafka has them all."""
+        if not envelopes:
+            return
+        with tracer.start_as_current_span("publish_customer_registered") as span:
+            span.set_attribute("messaging.destination.name", CUSTOMER_EVENTS)
+            span.set_attribute("messaging.batch.message_count", len(envelopes))
+            await self._send_all(
+                CUSTOMER_EVENTS,
+                [
+                    (envelope["aggregateId"].encode(), await self.encode(envelope), _headers(envelope))
+                    for envelope in envelopes
+                ],
+            )
+
+    async def dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        origin: tuple[str, int, int],
+        error: BaseException,
+        attempts: int,
+        headers: Headers | None = None,
+    ) -> None:
+        """Send the original bytes, unchanged, to the DLQ with the contract's headers."""
+        topic, partition, offset = origin
+        dlq_headers: Headers = [
+            *(headers or []),
+            ("x-error-class", type(error).__name__.encode()),
+            ("x-error-message", str(error).encode()[:1000]),
+            ("x-attempts", str(attempts).encode()),
+            ("x-original-topic", topic.encode()),
+            ("x-original-partition", str(partition).encode()),
+            ("x-original-offset", str(offset).encode()),
+        ]
+        await self._send_all(USER_EVENTS_DLQ, [(key, value, dlq_headers)])
+
+
+def _headers(envelope: dict[str, Any]) -> Headers:
+    carrier: dict[str, str] = {}
+    inject(carrier)  # W3C traceparent of the current span, when tracing is on
+    return [
+        ("eventType", str(envelope.get("eventType", "")).encode()),
+        ("eventId", str(envelope.get("eventId", "")).encode()),
+        *((name, value.encode()) for name, value in carrier.items()),
+    ]

@@ -1,0 +1,101 @@
+"""MongoDB: the customer read model (one document per customer, ``_id`` = customerId).
+
+A document is only ever replaced by a higher ``_version``: the upsert's filter matches an
+older version or nothing; when a newer one is stored, the upsert's insert collides on
+``_id`` (duplicate key), which here means "stale, skip".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
+
+from acme_customer.errors import ReadModelConflict, ReadModelUnavailable
+from acme_customer.service_layer.project_customers import ReadModel
+
+COLLECTION = "customers"
+DUPLICATE_KEY = 11000
+
+Document = dict[str, Any]
+
+
+class MongoReadModel(ReadModel):
+    def __init__(self, client: AsyncMongoClient[Document], database: str):
+        self.client = client
+        self.collection = client[database][COLLECTION]
+
+    @classmethod
+    def create(cls, uri: str, database: str) -> MongoReadModel:
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True
+        )
+        return cls(client, database)
+
+    async def ensure_indexes(self) -> None:
+        try:
+            await self.collection.create_index([("userId", ASCENDING)], unique=True, name="uniq_userId")
+            await self.collection.create_index([("customerNumber", ASCENDING)], unique=True, name="uniq_customerNumber")
+            await self.collection.create_index([("email", ASCENDING)], name="idx_email")
+            await self.collection.create_index([("status", ASCENDING)], name="idx_status")
+        except PyMongoError as error:
+            raise ReadModelUnavailable(f"MongoDB index creation failed: {type(error).__name__}") from error
+
+    async def upsert(self, documents: Sequence[Document]) -> int:
+        """Store each document unless the same or a newer ``_version`` is there; return how many were written.
+
+        Projections are mostly first versions, so one unordered ``insert_many`` writes the batch;
+        the documents whose ``_id`` is taken fall back to a version-guarded replace, one by one.
+        (Not a bulk of guarded upserts: FerretDB 1.24 answers one that hits a duplicate key with
+        a reply pymongo cannot read, and runs it far slower; see docs/local-stack.md.)
+        """
+        if not documents:
+            return 0
+        try:
+            try:
+                result = await self.collection.insert_many(list(documents), ordered=False)
+                return len(result.inserted_ids)
+            except BulkWriteError as error:
+                write_errors = error.details.get("writeErrors", [])
+                others = [e for e in write_errors if e.get("code") != DUPLICATE_KEY]
+                if others:
+                    raise ReadModelUnavailable(f"MongoDB refused a document: code {others[0].get('code')}") from error
+                written = int(error.details.get("nInserted", 0))
+                for index in sorted({e["index"] for e in write_errors}):
+                    written += await self._replace_if_newer(documents[index])
+                return written
+        except (ConnectionFailure, ServerSelectionTimeoutError) as error:
+            raise ReadModelUnavailable(f"MongoDB unavailable: {type(error).__name__}") from error
+        except PyMongoError as error:
+            raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
+
+    async def _replace_if_newer(self, document: Document) -> int:
+        """After a duplicate key: replace an older version, skip the same or a newer one."""
+        # Asked of the data, not of the error: FerretDB 1.24 does not say which key collided.
+        stored = await self.collection.find_one({"_id": document["_id"]}, {"_version": 1})
+        if stored is None:
+            raise ReadModelConflict(f"customer {document['_id']}: another document holds its userId or customerNumber")
+        if stored.get("_version", 0) >= document["_version"]:
+            return 0  # a redelivery, or a stale event
+        result = await self.collection.replace_one(
+            {"_id": document["_id"], "_version": {"$lt": document["_version"]}}, document
+        )
+        return result.modified_count
+
+    async def find_one(self, query: Document) -> Document | None:
+        try:
+            return await self.collection.find_one(query)
+        except PyMongoError as error:
+            raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    async def close(self) -> None:
+        await self.client.close()

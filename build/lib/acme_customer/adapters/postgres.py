@@ -1,0 +1,315 @@
+"""PostgreSQL: the command store and the event store, behind the unit-of-work port.
+
+psycopg errors are mapped here, once: lost connections, failovers, serialization failures
+and deadlocks are transient; a uniqueness violation is a conflict (the record is redone
+alone); any other refusal of the data is permanent for that record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from opentelemetry import trace
+from psycopg import errors as pg_errors
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from acme_customer.domain.customer import Customer, Preferences
+from acme_customer.domain.customer_number import CustomerNumber
+from acme_customer.domain.events import CUSTOMER_REGISTERED, EVENT_VERSION, CustomerRegistered
+from acme_customer.errors import RecordRejected, StoreConflict, StoreUnavailable
+from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, StoredRegistration
+from acme_customer.service_layer.project_customers import ProfileSource
+
+tracer = trace.get_tracer("acme_customer")
+
+
+def translate(error: Exception) -> Exception:
+    """Our error for a driver error (see the module docstring)."""
+    if isinstance(error, pg_errors.UniqueViolation):
+        return StoreConflict(f"uniqueness conflict: {error.diag.constraint_name}")
+    if isinstance(error, (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)):
+        return StoreUnavailable(f"PostgreSQL {type(error).__name__}")
+    if isinstance(error, (pg_errors.DataError, pg_errors.IntegrityError)):
+        return RecordRejected(f"PostgreSQL refused the record: {type(error).__name__}")
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.AdminShutdown)):
+        return StoreUnavailable(f"PostgreSQL unavailable: {type(error).__name__}")
+    return StoreUnavailable(f"PostgreSQL error: {type(error).__name__}")
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except psycopg.Error as error:
+        raise translate(error) from error
+
+
+class PostgresUnitOfWork(CustomerUnitOfWork):
+    def __init__(self, pool: AsyncConnectionPool[Any]):
+        self._pool = pool
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._done = False
+
+    async def __aenter__(self) -> PostgresUnitOfWork:
+        try:
+            self._connection = await self._pool.getconn()
+        except psycopg.Error as error:
+            raise translate(error) from error
+        except Exception as error:  # pool timeout: PostgreSQL unreachable
+            raise StoreUnavailable(f"no PostgreSQL connection: {type(error).__name__}") from error
+        return self
+
+    async def __aexit__(self, kind: Any, error: Any, trace_: Any) -> None:
+        try:
+            await self.rollback()
+        finally:
+            if self._connection is not None:
+                await self._pool.putconn(self._connection)
+                self._connection = None
+
+    @property
+    def connection(self) -> psycopg.AsyncConnection[Any]:
+        assert self._connection is not None, "use the unit of work in an 'async with' block"
+        return self._connection
+
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        async with _translated(), self.connection.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(sql, params)
+            return await cursor.fetchall()
+
+    async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
+        if not event_ids:
+            return {}
+        rows = await self._rows(
+            "SELECT p.event_id, e.aggregate_id, e.envelope, e.published_at IS NOT NULL"
+            " FROM processed_events p"
+            " JOIN event_store e ON e.aggregate_id = p.customer_id AND e.event_type = %s"
+            " WHERE p.event_id = ANY(%s)",
+            (CUSTOMER_REGISTERED, list(event_ids)),
+        )
+        return {row[0]: StoredRegistration(row[1], row[2], row[3]) for row in rows}
+
+    async def registrations_by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
+        if not user_ids:
+            return {}
+        rows = await self._rows(
+            "SELECT c.user_id, e.aggregate_id, e.envelope, e.published_at IS NOT NULL"
+            " FROM customers c"
+            " JOIN event_store e ON e.aggregate_id = c.id AND e.event_type = %s"
+            " WHERE c.user_id = ANY(%s)",
+            (CUSTOMER_REGISTERED, list(user_ids)),
+        )
+        return {row[0]: StoredRegistration(row[1], row[2], row[3]) for row in rows}
+
+    async def reserve_customer_numbers(self, year_month: str, count: int) -> int:
+        # The row lock taken here is held to commit: writers of one month queue up, and a
+        # rollback returns the numbers, so the sequence has no gaps.
+        rows = await self._rows(
+            "INSERT INTO customer_number_sequences AS s (year_month, current_value) VALUES (%s, %s)"
+            " ON CONFLICT (year_month) DO UPDATE SET current_value = s.current_value + EXCLUDED.current_value"
+            " RETURNING current_value",
+            (year_month, count),
+        )
+        return int(rows[0][0])
+
+    async def add_customers(self, customers: Sequence[Customer]) -> None:
+        with tracer.start_as_current_span("persist_customer") as span:
+            span.set_attribute("db.system", "postgresql")
+            span.set_attribute("customer.count", len(customers))
+            async with _translated(), self.connection.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO customers (id, user_id, customer_number, first_name, last_name, display_name,"
+                    " email, email_verified, status, type, preferred_locale, timezone, preferred_currency,"
+                    " profile_completeness, registered_at, last_activity_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            c.customer_id,
+                            c.user_id,
+                            str(c.customer_number),
+                            c.first_name,
+                            c.last_name,
+                            c.display_name,
+                            c.email,
+                            c.email_verified,
+                            c.status,
+                            c.type,
+                            c.preferred_locale,
+                            c.timezone,
+                            c.preferred_currency,
+                            c.profile_completeness,
+                            c.registered_at,
+                            c.last_activity_at,
+                        )
+                        for c in customers
+                    ],
+                )
+                await cursor.executemany(
+                    "INSERT INTO customer_preferences (customer_id, email_notifications, sms_notifications,"
+                    " push_notifications, marketing_communications, share_data_with_partners, allow_analytics)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            c.customer_id,
+                            c.preferences.email,
+                            c.preferences.sms,
+                            c.preferences.push,
+                            c.preferences.marketing,
+                            c.preferences.share_data_with_partners,
+                            c.preferences.allow_analytics,
+                        )
+                        for c in customers
+                    ],
+                )
+
+    async def append_events(self, events: Sequence[CustomerRegistered]) -> None:
+        with tracer.start_as_current_span("persist_event") as span:
+            span.set_attribute("db.system", "postgresql")
+            span.set_attribute("event.count", len(events))
+            async with _translated(), self.connection.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO event_store (event_id, event_type, event_version, aggregate_type, aggregate_id,"
+                    " aggregate_version, correlation_id, causation_id, occurred_at, envelope)"
+                    " VALUES (%s, %s, %s, 'Customer', %s, 1, %s, %s, %s, %s)",
+                    [
+                        (
+                            e.event_id,
+                            CUSTOMER_REGISTERED,
+                            EVENT_VERSION,
+                            e.customer_id,
+                            e.correlation_id,
+                            e.causation_id,
+                            e.timestamp,
+                            Jsonb(e.to_dict()),
+                        )
+                        for e in events
+                    ],
+                )
+
+    async def mark_processed(self, processed: Sequence[tuple[UUID, UUID]]) -> None:
+        if not processed:
+            return
+        async with _translated(), self.connection.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO processed_events (event_id, event_type, customer_id) VALUES (%s, 'UserRegistered', %s)",
+                list(processed),
+            )
+
+    async def commit(self) -> None:
+        async with _translated():
+            await self.connection.commit()
+        self._done = True
+
+    async def rollback(self) -> None:
+        if self._connection is None or self._done:
+            return
+        # a broken connection cannot roll back; the server discards the transaction anyway
+        with contextlib.suppress(psycopg.Error):
+            await self._connection.rollback()
+        self._done = True
+
+
+class PostgresCustomerStore(CustomerStore):
+    """Connection pool over the command store."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]):
+        self.pool = pool
+
+    @classmethod
+    def create(cls, database_url: str, max_size: int = 4) -> PostgresCustomerStore:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=10.0,
+            kwargs={"autocommit": False},
+            check=AsyncConnectionPool.check_connection,
+        )
+        return cls(pool)
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def unit_of_work(self) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self.pool)
+
+    async def mark_published(self, event_ids: Sequence[UUID]) -> None:
+        if not event_ids:
+            return
+        try:
+            async with self.pool.connection() as connection:
+                await connection.execute(
+                    "UPDATE event_store SET published_at = NOW() WHERE event_id = ANY(%s) AND published_at IS NULL",
+                    (list(event_ids),),
+                )
+        except psycopg.Error as error:
+            raise translate(error) from error
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.connection(timeout=2.0) as connection:
+                await connection.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+
+class PostgresProfiles(ProfileSource):
+    """Loads customers (with preferences) for the read-model projection."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]):
+        self.pool = pool
+
+    async def customers(self, customer_ids: Sequence[UUID]) -> list[Customer]:
+        try:
+            async with self.pool.connection() as connection, connection.cursor(row_factory=tuple_row) as cursor:
+                await cursor.execute(
+                    "SELECT c.id, c.user_id, c.customer_number, c.first_name, c.last_name, c.email, c.registered_at,"
+                    " c.last_activity_at, c.email_verified, c.status, c.type, c.preferred_locale, c.timezone,"
+                    " c.preferred_currency, p.email_notifications, p.sms_notifications, p.push_notifications,"
+                    " p.marketing_communications, p.share_data_with_partners, p.allow_analytics"
+                    " FROM customers c JOIN customer_preferences p ON p.customer_id = c.id"
+                    " WHERE c.id = ANY(%s)",
+                    (list(customer_ids),),
+                )
+                rows = await cursor.fetchall()
+        except psycopg.Error as error:
+            raise translate(error) from error
+        return [
+            Customer(
+                customer_id=row[0],
+                user_id=row[1],
+                customer_number=CustomerNumber.parse(row[2]),
+                first_name=row[3],
+                last_name=row[4],
+                email=row[5],
+                registered_at=row[6],
+                last_activity_at=row[7],
+                email_verified=row[8],
+                status=row[9],
+                type=row[10],
+                preferred_locale=row[11],
+                timezone=row[12],
+                preferred_currency=row[13],
+                preferences=Preferences(
+                    email=row[14],
+                    sms=row[15],
+                    push=row[16],
+                    marketing=row[17],
+                    share_data_with_partners=row[18],
+                    allow_analytics=row[19],
+                ),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,236 @@
+"""The Faust application ``customer-service``: topics, agents and web views, wiring only.
+
+Start it with ``faust -A acme_customer.app worker`` (or ``acme-customer worker``). Settings
+are read when Faust configures the app, not at import; a bad setting stops the worker with
+one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import faust
+from faust.web import Request, Response, View
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.bootstrap import Container, kafka_reachable
+from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
+from acme_customer.observability import configure_logging, configure_tracing
+from acme_customer.service_layer.ports import Record
+
+APP_ID = "customer-service"
+container = Container()
+tracer = trace.get_tracer("acme_customer")
+
+app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
+
+
+@app.on_configured.connect  # type: ignore[arg-type]  # faust's stub omits the conf positional it sends
+def configure(app: Any, conf: Any, **kwargs: Any) -> None:
+    try:
+        settings = container.configure()
+        configure_tracing(os.environ)
+    except ConfigError as error:
+        print(f"acme-customer: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    conf.broker = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
+    conf.broker_credentials = _credentials(settings)
+    conf.web_port = settings.web_port
+    conf.web_bind = settings.web_host
+    conf.web_host = settings.web_host
+    conf.store = "memory://"
+    conf.consumer_auto_offset_reset = "earliest"
+    conf.topic_allow_declare = True
+    conf.topic_disable_leader = True  # no leader topic: we use no Faust leader election
+    conf.producer_acks = -1  # all in-sync replicas
+    # above the input topics' max.message.bytes (4 MiB) plus headers, so any record that
+    # arrived can be dead-lettered as it came
+    conf.producer_max_request_size = 5 * 1024 * 1024
+    conf.stream_wait_empty = True  # on shutdown, finish the batch in flight before committing
+    conf.broker_commit_every = 100
+    conf.broker_commit_interval = 1.0
+
+
+def _credentials(settings: Any) -> Any:
+    security = settings.kafka_security
+    if security.protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if security.protocol in ("SSL", "SASL_SSL"):
+        ssl_context = faust.auth.ssl.create_default_context(cafile=security.ssl_cafile)  # type: ignore[attr-defined]
+    if security.protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password,
+            mechanism=security.sasl_mechanism or "PLAIN",
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
+
+
+def _raw_topic(name: str) -> Any:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+user_events_topic = _raw_topic(USER_EVENTS)
+customer_events_topic = _raw_topic(CUSTOMER_EVENTS)
+dead_letter_topic = _raw_topic(USER_EVENTS_DLQ)
+
+
+@app.service
+class Resources(faust.Service):
+    """Opens the database pools when the worker starts and closes them when it stops."""
+
+    async def on_start(self) -> None:
+        try:
+            await container.start(app.producer)
+        except AcmeCustomerError as error:
+            # one clear line, not a traceback: the operator has something to fix
+            print(f"acme-customer: cannot start: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        await dead_letter_topic.maybe_declare()
+
+    async def on_stop(self) -> None:
+        await container.stop()
+
+
+def _records(events: Sequence[Any]) -> list[Record]:
+    return [
+        Record(
+            topic=event.message.topic,
+            partition=event.message.partition,
+            offset=event.message.offset,
+            key=event.message.key,
+            value=event.message.value,
+            headers=[(str(name), bytes(value)) for name, value in (event.message.headers or [])],
+        )
+        for event in events
+    ]
+
+
+def _trace_context(records: Sequence[Record]) -> Any:
+    carrier = {name: value.decode(errors="replace") for name, value in records[0].headers if name == "traceparent"}
+    return extract(carrier)
+
+
+# concurrency stays 1: with more, Faust commits offsets past records still in flight (faust-streaming #606)
+@app.agent(user_events_topic, concurrency=1)
+async def user_registered(stream: Any) -> None:
+    """UserRegistered -> customer in PostgreSQL -> CustomerRegistered on customer.events."""
+    services = await container.wait_started()
+    settings = services.settings
+    async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
+        records = _records(events)
+        with tracer.start_as_current_span("consume_user_registered_event", context=_trace_context(records)) as span:
+            span.set_attribute("messaging.system", "kafka")
+            span.set_attribute("messaging.source.name", USER_EVENTS)
+            span.set_attribute("messaging.batch.message_count", len(records))
+            await services.identity_events.handle(records)
+
+
+@app.agent(customer_events_topic, concurrency=1)
+async def project_customer(stream: Any) -> None:
+    """CustomerRegistered -> the customer's document in MongoDB."""
+    services = await container.wait_started()
+    settings = services.settings
+    async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
+        await services.customer_events.handle(_records(events))
+
+
+# -- web views --------------------------------------------------------------------------------
+
+
+@app.page("/health")
+async def health(self: View, request: Request) -> Response:
+    """Liveness: the process answers."""
+    return self.json({"status": "UP"})
+
+
+@app.page("/ready")
+async def ready(self: View, request: Request) -> Response:
+    """Readiness: PostgreSQL, MongoDB and Kafka reachable."""
+    if not container._started.is_set():
+        return self.json({"status": "STARTING"}, status=503)
+    services = container.services
+    checks = {
+        "postgresql": await services.store.ping(),
+        "mongodb": await services.read_model.ping(),
+        "kafka": await asyncio.to_thread(kafka_reachable, services.settings.kafka_bootstrap_servers),
+    }
+    healthy = all(checks.values())
+    return self.json(
+        {
+            "status": "UP" if healthy else "DOWN",
+            "checks": {name: "UP" if up else "DOWN" for name, up in checks.items()},
+            "assignedPartitions": len(app.consumer.assignment()),
+        },
+        status=200 if healthy else 503,
+    )
+
+
+@app.page("/metrics")
+async def metrics(self: View, request: Request) -> Response:
+    """Prometheus text format."""
+    return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def _customer_response(document: dict[str, Any]) -> dict[str, Any]:
+    response = {"customerId": document["_id"]}
+    response.update({key: value for key, value in document.items() if key not in ("_id", "_version")})
+    return response
+
+
+async def _lookup(view: View, query: dict[str, Any]) -> Response:
+    if not container._started.is_set():
+        return view.json({"error": "starting"}, status=503)
+    try:
+        document = await container.services.read_model.find_one(query)
+    except ReadModelUnavailable:
+        return view.json({"error": "read model unavailable"}, status=503)
+    if document is None:
+        return view.json({"error": "customer not found"}, status=404)
+    return view.json(_customer_response(document))
+
+
+def _uuid(text: str) -> str | None:
+    try:
+        return str(UUID(text))
+    except ValueError:
+        return None
+
+
+@app.page("/api/v1/customers/{customer_id}")
+async def customer_by_id(self: View, request: Request, customer_id: str) -> Response:
+    """One customer of the read model by customerId."""
+    canonical = _uuid(customer_id)
+    if canonical is None:
+        return self.json({"error": "customerId must be a UUID"}, status=400)
+    return await _lookup(self, {"_id": canonical})
+
+
+@app.page("/api/v1/customers")
+async def customer_search(self: View, request: Request) -> Response:
+    """One customer of the read model by ``customerNumber`` or ``userId``."""
+    number = request.query.get("customerNumber")
+    user_id = request.query.get("userId")
+    if number:
+        return await _lookup(self, {"customerNumber": number})
+    if user_id:
+        canonical = _uuid(user_id)
+        if canonical is None:
+            return self.json({"error": "userId must be a UUID"}, status=400)
+        return await _lookup(self, {"userId": canonical})
+    return self.json({"error": "give customerNumber or userId"}, status=400)
+
+
+def main() -> None:
+    app.main()

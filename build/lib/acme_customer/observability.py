@@ -1,0 +1,88 @@
+"""Metrics (the story's names and labels) and logging set-up. No PII in labels or logs at INFO+."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+from prometheus_client import Counter, Histogram
+
+from acme_customer.errors import ConfigError
+
+customer_created_total = Counter(
+    "customer_created_total",
+    "UserRegistered events handled, by outcome (created, duplicate, rejected)",
+    ["status"],
+)
+customer_creation_duration_seconds = Histogram(
+    "customer_creation_duration_seconds",
+    "Time to write one batch of customers in PostgreSQL (one transaction)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+event_processing_lag_seconds = Histogram(
+    "event_processing_lag_seconds",
+    "Time from an event's timestamp to the end of its processing",
+    ["event_type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+read_model_projection_duration_seconds = Histogram(
+    "read_model_projection_duration_seconds",
+    "Time to project one batch of CustomerRegistered events into MongoDB",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+events_ignored_total = Counter(
+    "identity_events_ignored_total", "Identity events of other types, acknowledged without acting", ["event_type"]
+)
+dead_lettered_total = Counter("events_dead_lettered_total", "Records sent to the DLQ", ["error_class"])
+processing_attempts_total = Counter(
+    "processing_attempts_total", "Attempts to process a batch, by outcome (ok, retry, exhausted)", ["agent", "outcome"]
+)
+
+_LABEL_SAFE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+def safe_label(value: object) -> str:
+    """A bounded, non-personal label value: well-formed identifiers only, otherwise 'other'."""
+    return value if isinstance(value, str) and _LABEL_SAFE.match(value) else "other"
+
+
+def configure_tracing(env: Mapping[str, str], service_name: str = "customer-service") -> str | None:
+    """Install an SDK tracer provider when ``OTEL_TRACES_EXPORTER`` asks for one; return its name.
+
+    The code only uses the OpenTelemetry API (spans are no-ops without an SDK). ``console``
+    needs the ``otel`` extra; ``otlp`` also needs an OTLP exporter package installed.
+    """
+    exporter_name = env.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    if exporter_name in ("", "none"):
+        return None
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+    except ImportError as error:
+        raise ConfigError(
+            "OTEL_TRACES_EXPORTER is set but opentelemetry-sdk is not installed (extra 'otel')"
+        ) from error
+    exporter: SpanExporter
+    if exporter_name == "console":
+        exporter = ConsoleSpanExporter()
+    elif exporter_name == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as error:
+            raise ConfigError("OTEL_TRACES_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http") from error
+        exporter = OTLPSpanExporter()
+    else:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER must be none, console or otlp, got {exporter_name!r}")
+    service = env.get("OTEL_SERVICE_NAME", service_name)
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter_name
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("acme_customer").setLevel(level)

@@ -1,0 +1,111 @@
+"""The ports the use cases talk to; adapters implement them, tests may fake them."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from acme_customer.domain.customer import Customer
+from acme_customer.domain.events import CustomerRegistered
+
+Envelope = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredRegistration:
+    """A customer's CustomerRegistered event as the event store holds it."""
+
+    customer_id: UUID
+    envelope: Envelope
+    published: bool
+
+
+class CustomerUnitOfWork(abc.ABC):
+    """One PostgreSQL transaction: rolled back unless ``commit`` is called."""
+
+    async def __aenter__(self) -> CustomerUnitOfWork:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.rollback()
+
+    @abc.abstractmethod
+    async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
+        """Inputs already processed: input eventId -> the registration they led to."""
+
+    @abc.abstractmethod
+    async def registrations_by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
+        """Customers that already exist: userId -> their registration."""
+
+    @abc.abstractmethod
+    async def reserve_customer_numbers(self, year_month: str, count: int) -> int:
+        """Advance the month's counter by ``count`` (locking it) and return its new value."""
+
+    @abc.abstractmethod
+    async def add_customers(self, customers: Sequence[Customer]) -> None:
+        """Insert customers and their preferences."""
+
+    @abc.abstractmethod
+    async def append_events(self, events: Sequence[CustomerRegistered]) -> None:
+        """Append events to the event store (version 1 of each customer)."""
+
+    @abc.abstractmethod
+    async def mark_processed(self, processed: Sequence[tuple[UUID, UUID]]) -> None:
+        """Record (input eventId, customerId) pairs: the idempotency guard."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    async def rollback(self) -> None: ...
+
+
+class CustomerStore(abc.ABC):
+    """Opens units of work and records what was published."""
+
+    @abc.abstractmethod
+    def unit_of_work(self) -> CustomerUnitOfWork: ...
+
+    @abc.abstractmethod
+    async def mark_published(self, event_ids: Sequence[UUID]) -> None:
+        """Note that Kafka acknowledged these events (so redeliveries need not re-publish them)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed Kafka record, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def origin(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+
+class EventPublisher(abc.ABC):
+    """Publishes to Kafka and waits for the acknowledgement."""
+
+    @abc.abstractmethod
+    async def publish_customer_registered(self, envelopes: Sequence[Envelope]) -> None: ...
+
+    @abc.abstractmethod
+    async def dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        origin: tuple[str, int, int],
+        error: BaseException,
+        attempts: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...

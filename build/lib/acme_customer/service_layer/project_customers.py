@@ -1,0 +1,57 @@
+"""Use case: project CustomerRegistered events into the MongoDB read model (AC-0002-03-05)."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from opentelemetry import trace
+
+from acme_customer.domain.customer import Customer
+from acme_customer.domain.events import CUSTOMER_REGISTERED
+
+tracer = trace.get_tracer("acme_customer")
+logger = logging.getLogger(__name__)
+REGISTRATION_VERSION = 1  # CustomerRegistered creates version 1 of a customer
+
+
+class ProfileSource(abc.ABC):
+    """Reads customers from the command store."""
+
+    @abc.abstractmethod
+    async def customers(self, customer_ids: Sequence[UUID]) -> list[Customer]: ...
+
+
+class ReadModel(abc.ABC):
+    """Stores read-model documents; a document is replaced only by a higher ``_version``."""
+
+    @abc.abstractmethod
+    async def upsert(self, documents: Sequence[dict[str, Any]]) -> int: ...
+
+
+def _customer_ids(envelopes: Sequence[dict[str, Any]]) -> list[UUID]:
+    ids = []
+    for envelope in envelopes:
+        if envelope.get("eventType") != CUSTOMER_REGISTERED:
+            continue
+        try:
+            ids.append(UUID(str(envelope["aggregateId"])))
+        except (KeyError, ValueError):
+            logger.warning(
+                "skipping a CustomerRegistered without a valid aggregateId (event %s)", envelope.get("eventId")
+            )
+    return ids
+
+
+async def project_customers(envelopes: Sequence[dict[str, Any]], source: ProfileSource, read_model: ReadModel) -> int:
+    """Upsert the read-model document of every customer the events registered; return how many changed."""
+    customer_ids = list(dict.fromkeys(_customer_ids(envelopes)))
+    if not customer_ids:
+        return 0
+    with tracer.start_as_current_span("project_read_model") as span:
+        span.set_attribute("customer.count", len(customer_ids))
+        customers = await source.customers(customer_ids)
+        return await read_model.upsert([customer.to_read_model(REGISTRATION_VERSION) for customer in customers])
