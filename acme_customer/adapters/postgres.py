@@ -313,3 +313,26 @@ class PostgresProfiles(ProfileSource):
             )
             for row in rows
         ]
+
+
+async def registration_pages(
+    pool: AsyncConnectionPool[Any], page_size: int = 500
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every CustomerRegistered envelope in the event store, in pages, in the order stored."""
+    after: tuple[Any, Any] | None = None
+    while True:
+        try:
+            async with pool.connection() as connection, connection.cursor(row_factory=tuple_row) as cursor:
+                await cursor.execute(
+                    "SELECT stored_at, event_id, envelope FROM event_store WHERE event_type = %s"
+                    + (" AND (stored_at, event_id) > (%s, %s)" if after else "")
+                    + " ORDER BY stored_at, event_id LIMIT %s",
+                    (CUSTOMER_REGISTERED, *(after or ()), page_size),
+                )
+                rows = await cursor.fetchall()
+        except psycopg.Error as error:
+            raise translate(error) from error
+        if not rows:
+            return
+        yield [row[2] for row in rows]
+        after = (rows[-1][0], rows[-1][1])

@@ -6,6 +6,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from acme_customer.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,6 +124,103 @@ def _schemas(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _settings_or_exit() -> Settings | None:
+    from acme_customer.config import Settings
+    from acme_customer.errors import ConfigError
+
+    try:
+        return Settings.from_env(os.environ)
+    except ConfigError as error:
+        print(f"acme-customer: {error}", file=sys.stderr)
+        return None
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import datetime
+
+    from acme_customer.adapters import dead_letters
+    from acme_customer.adapters.migrations import apply_migrations
+
+    settings = _settings_or_exit()
+    if settings is None:
+        return 2
+    since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
+    letters = asyncio.run(dead_letters.read_dead_letters(settings.kafka_bootstrap_servers, since, args.error_class))
+    apply_migrations(settings.database_url)
+    replayed = dead_letters.replayed_positions(settings.database_url)
+    if args.action == "list":
+        user_ids = asyncio.run(_user_ids(settings, [letter.value for letter in letters]))
+        print(f"{'partition/offset':>16}  {'time (UTC)':20}  {'error class':20}  {'userId':36}  replayed  message")
+        for letter, user_id in zip(letters, user_ids, strict=True):
+            mark = "yes" if (letter.partition, letter.offset) in replayed else "no"
+            print(
+                f"{letter.partition:>7}/{letter.offset:<8}  {letter.timestamp:%Y-%m-%dT%H:%M:%S}Z  "
+                f"{letter.error_class:20}  {user_id:36}  {mark:8}  {letter.error_message}"
+            )
+        print(f"{len(letters)} record(s)")
+        return 0
+    chosen = [letter for letter in letters if args.force or (letter.partition, letter.offset) not in replayed]
+    skipped = len(letters) - len(chosen)
+    if args.dry_run:
+        print(f"would replay {len(chosen)} record(s); {skipped} already replayed (use --force to include them)")
+        return 0
+    sent = asyncio.run(dead_letters.replay(settings.kafka_bootstrap_servers, settings.database_url, chosen))
+    print(f"replayed {sent} record(s); skipped {skipped} already replayed")
+    return 0
+
+
+async def _user_ids(settings: Settings, values: list[bytes | None]) -> list[str]:
+    """The userId of each record that can still be decoded ("-" otherwise); nothing else is shown."""
+    from schema_registry.client import AsyncSchemaRegistryClient
+
+    from acme_customer.adapters.codec import TopicCodec
+    from acme_customer.adapters.dead_letters import user_id_of
+    from acme_customer.adapters.kafka import USER_EVENTS
+    from acme_customer.adapters.schemas import USER_REGISTERED
+    from acme_customer.errors import AcmeCustomerError
+
+    registry = AsyncSchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
+    codec = TopicCodec(USER_EVENTS, USER_REGISTERED, registry)
+    user_ids = []
+    for value in values:
+        try:
+            user_ids.append(user_id_of(await codec.decode(value)))
+        except AcmeCustomerError:
+            user_ids.append("-")
+    return user_ids
+
+
+def _projections(_: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.adapters.migrations import apply_migrations
+    from acme_customer.adapters.mongo import MongoReadModel
+    from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, registration_pages
+    from acme_customer.service_layer.project_customers import rebuild_read_model
+
+    settings = _settings_or_exit()
+    if settings is None:
+        return 2
+    apply_migrations(settings.database_url)
+
+    async def rebuild() -> tuple[int, int]:
+        store = PostgresCustomerStore.create(settings.database_url)
+        await store.open()
+        read_model = MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)
+        try:
+            await read_model.ensure_indexes()
+            pages = registration_pages(store.pool)
+            return await rebuild_read_model(pages, PostgresProfiles(store.pool), read_model)
+        finally:
+            await store.close()
+            await read_model.close()
+
+    events, written = asyncio.run(rebuild())
+    print(f"read model rebuilt from {events} CustomerRegistered event(s); {written} document(s) written")
+    return 0
+
+
 def _demo(_: argparse.Namespace) -> int:
     from acme_customer.entrypoints.demo import run
 
@@ -154,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = commands.add_parser("schemas", help="check avro/*.avsc against their committed history")
     schemas.add_argument("action", choices=["check"])
     schemas.set_defaults(handler=_schemas)
+
+    dlq = commands.add_parser("dlq", help="list or replay the dead-letter queue")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("--since", help="only records dead-lettered at or after this ISO time (UTC)")
+    dlq.add_argument("--error-class", help="only records of this error class (x-error-class)")
+    dlq.add_argument("--force", action="store_true", help="replay records that were replayed before")
+    dlq.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
+    dlq.set_defaults(handler=_dlq)
+
+    projections = commands.add_parser("projections", help="rebuild the MongoDB read model from the event store")
+    projections.add_argument("action", choices=["rebuild"])
+    projections.set_defaults(handler=_projections)
 
     demo = commands.add_parser("demo", help="run the main job end to end on the local stack and show the result")
     demo.set_defaults(handler=_demo)

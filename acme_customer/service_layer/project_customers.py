@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -55,3 +55,18 @@ async def project_customers(envelopes: Sequence[dict[str, Any]], source: Profile
         span.set_attribute("customer.count", len(customer_ids))
         customers = await source.customers(customer_ids)
         return await read_model.upsert([customer.to_read_model(REGISTRATION_VERSION) for customer in customers])
+
+
+async def rebuild_read_model(
+    pages: AsyncIterator[Sequence[dict[str, Any]]], source: ProfileSource, read_model: ReadModel
+) -> tuple[int, int]:
+    """Project every stored CustomerRegistered again; return (events read, documents written).
+
+    Safe while workers run: a document is only replaced by a higher version, so the rebuild
+    writes what is missing or older and leaves the rest.
+    """
+    events = written = 0
+    async for page in pages:
+        events += len(page)
+        written += await project_customers(page, source, read_model)
+    return events, written

@@ -1,0 +1,152 @@
+"""The dead-letter queue as operators see it: list what is there, replay chosen records.
+
+A replay republishes the original key and bytes to the original topic (with an
+``x-replayed-from`` header) and records the DLQ position in ``dlq_replays`` in PostgreSQL, so
+the same record is not replayed twice by accident. Replaying is safe in any case: the
+service is idempotent, so a record whose customer exists creates nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from acme_customer.adapters.kafka import USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.errors import AcmeCustomerError
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    timestamp: datetime
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @property
+    def error_class(self) -> str:
+        return self.headers.get("x-error-class", "?")
+
+    @property
+    def error_message(self) -> str:
+        return self.headers.get("x-error-message", "")
+
+    @property
+    def original_topic(self) -> str:
+        return self.headers.get("x-original-topic", USER_EVENTS)
+
+
+async def read_dead_letters(
+    bootstrap: str,
+    since: datetime | None = None,
+    error_class: str | None = None,
+    topic: str = USER_EVENTS_DLQ,
+) -> list[DeadLetter]:
+    """Every record on the DLQ (from ``since``, of ``error_class``), in partition and offset order."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if description.get("error_code"):
+        raise AcmeCustomerError(f"topic {topic} cannot be described (error {description['error_code']})")
+    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    found: list[DeadLetter] = []
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        if since is not None:
+            by_time = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
+            starts = {tp: (by_time[tp].offset if by_time.get(tp) else ends[tp]) for tp in partitions}
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
+        pending = {tp for tp in partitions if starts[tp] < ends[tp]}
+        deadline = asyncio.get_running_loop().time() + 120
+        while pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AcmeCustomerError(f"reading {topic} did not reach its end offsets within 120 s")
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    letter = DeadLetter(
+                        partition=tp.partition,
+                        offset=record.offset,
+                        timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+                        key=record.key,
+                        value=record.value,
+                        headers={name: bytes(value).decode(errors="replace") for name, value in record.headers},
+                    )
+                    if error_class is None or letter.error_class == error_class:
+                        found.append(letter)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return sorted(found, key=lambda letter: (letter.partition, letter.offset))
+
+
+def replayed_positions(database_url: str, topic: str = USER_EVENTS_DLQ) -> set[tuple[int, int]]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT dlq_partition, dlq_offset FROM dlq_replays WHERE dlq_topic = %s", (topic,)
+        ).fetchall()
+    return {(int(partition), int(offset)) for partition, offset in rows}
+
+
+async def replay(
+    bootstrap: str,
+    database_url: str,
+    letters: list[DeadLetter],
+    topic: str = USER_EVENTS_DLQ,
+    report: Callable[[DeadLetter], Awaitable[None] | None] | None = None,
+) -> int:
+    """Republish ``letters`` to their original topic and record each; return how many were sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=5 * 1024 * 1024)
+    await producer.start()
+    sent = 0
+    try:
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            for letter in letters:
+                headers: list[tuple[str, bytes]] = [
+                    (name, value.encode()) for name, value in letter.headers.items() if not name.startswith("x-")
+                ]
+                headers.append(("x-replayed-from", f"{topic}/{letter.partition}/{letter.offset}".encode()))
+                await producer.send_and_wait(letter.original_topic, letter.value, key=letter.key, headers=headers)
+                # recorded after Kafka has the record: a crash in between replays it once more, harmlessly
+                connection.execute(
+                    "INSERT INTO dlq_replays (dlq_topic, dlq_partition, dlq_offset, error_class)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (topic, letter.partition, letter.offset, letter.error_class),
+                )
+                sent += 1
+                if report is not None:
+                    outcome = report(letter)
+                    if outcome is not None:
+                        await outcome
+    finally:
+        await producer.stop()
+    return sent
+
+
+def user_id_of(decoded: Any) -> str:
+    """The payload's userId when the record could be read, for listing (no other personal data)."""
+    if isinstance(decoded, dict):
+        payload = decoded.get("payload")
+        if isinstance(payload, dict) and isinstance(payload.get("userId"), str):
+            return str(payload["userId"])[:36]
+    return "-"
