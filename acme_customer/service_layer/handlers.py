@@ -23,6 +23,7 @@ from acme_customer.domain.clock import parse_rfc3339
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
 from acme_customer.errors import InvalidEvent, PermanentError
+from acme_customer.faults import crash_point
 from acme_customer.service_layer.create_customers import Outcome, create_customers
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel, project_customers
@@ -98,9 +99,11 @@ class IdentityEventHandler:
             for record, _ in fresh:
                 await self._dead_letter(record, exhausted.last, exhausted.attempts)
             return
+        crash_point("after_commit")
         unpublished = await self._publish(fresh, outcomes)
         await self._dead_letter_refused(fresh, outcomes)
         self._account(fresh, outcomes, unpublished)
+        crash_point("after_publish")  # before Faust acknowledges the batch and commits its offsets
 
     async def _accept(self, record: Record) -> UserRegistered | None:
         """The validated event, or None when the record was skipped or dead-lettered."""
