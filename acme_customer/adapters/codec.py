@@ -13,6 +13,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import httpx
@@ -59,6 +60,13 @@ def _json(value: bytes) -> Any:
         raise InvalidEvent("value: not Avro or JSON") from None
     except RecursionError:  # e.g. 100,000 nested arrays: valid JSON, but not an event
         raise InvalidEvent("value: JSON nested too deeply") from None
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(
+        parts._replace(netloc=parts.hostname or "" if parts.port is None else f"{parts.hostname}:{parts.port}")
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -109,8 +117,11 @@ class TopicCodec:
                     "not BACKWARD compatible with the registered versions"
                 )
             self.schema_id = await self.client.register(self.subject, schema)
-        except (httpx.HTTPError, ClientError) as error:
-            raise RegistryUnavailable(f"schema registry unreachable at start: {type(error).__name__}") from error
+        except (httpx.HTTPError, ClientError, ValueError) as error:
+            raise RegistryUnavailable(
+                f"schema registry at {_without_credentials(self.client.url_manager.base_url)} failed at start: "
+                f"{type(error).__name__}"
+            ) from error
         return self.schema_id
 
     async def decode(self, value: bytes | None) -> Any:
@@ -124,18 +135,27 @@ class TopicCodec:
         if len(value) <= 5:
             raise InvalidEvent("value: Avro header without a body")
         (schema_id,) = struct.unpack(">I", value[1:5])
+        await self._writer_schema(schema_id)  # fetched once, then cached by the client
         try:
             return _plain(await self._serializer.decode_message(value))
-        except SerializerError as error:
-            if isinstance(error.__cause__, ClientError):
-                raise RegistryUnavailable(f"schema registry: {error.__cause__}") from error
+        except SerializerError:
             raise InvalidEvent(f"value: unknown schema id {schema_id}") from None
-        except httpx.HTTPError as error:
-            raise RegistryUnavailable(f"schema registry unreachable: {type(error).__name__}") from error
         except SchemaResolutionError:
             raise InvalidEvent(f"value: schema id {schema_id} cannot be read as {self.schema_name}") from None
         except (EOFError, StopIteration, ValueError, IndexError, UnicodeDecodeError, struct.error):
             raise InvalidEvent(f"value: truncated or corrupt Avro (schema id {schema_id})") from None
+
+    async def _writer_schema(self, schema_id: int) -> None:
+        """Make sure the writer schema is known, telling an unknown id from an unreachable registry."""
+        assert self.client is not None
+        try:
+            schema = await self.client.get_by_id(schema_id)
+        except (httpx.HTTPError, ClientError, ValueError) as error:
+            # ValueError: the client parses the body before the status, so an HTML error page
+            # from a proxy or a wrong path surfaces as a JSON decoding error
+            raise RegistryUnavailable(f"schema registry: {type(error).__name__} for schema id {schema_id}") from error
+        if schema is None:
+            raise InvalidEvent(f"value: unknown schema id {schema_id}")
 
     async def encode(self, document: dict[str, Any]) -> bytes:
         if self.write_format == JSON:

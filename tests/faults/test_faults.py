@@ -1,0 +1,257 @@
+"""Fault injection (issue 4): each test streams ~5,000 UserRegistered deliveries (duplicates, second
+registrations, a few invalid records) through real workers while a fault strikes, then checks every
+DESIGN.md invariant over the final state (harness.check_invariants) and records a results row."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from acme_customer.faults import POINTS
+from tests.e2e.conftest import as_record, user_registered, wait_for
+from tests.faults.harness import (
+    DEFAULT_BACKOFF,
+    SESSION_TIMEOUT_S,
+    Producer,
+    Run,
+    Scenario,
+    check_invariants,
+    committed_offsets,
+    crash_postgres,
+    devstack,
+    invalid_value,
+)
+
+pytestmark = pytest.mark.faults
+
+CHUNKS = 10
+PAUSE_S = 1.5  # between chunks: the input arrives over ~15 s, so faults land mid-run
+
+
+def _start(run: Run, seed: int, **env: str) -> tuple[Scenario, Producer]:
+    scenario = Scenario(seed=seed)
+    run.use(scenario)
+    run.start_worker(run.worker_env(**env) if env else None)
+    producer = Producer(run, scenario.chunks(CHUNKS), PAUSE_S)
+    producer.start()
+    return scenario, producer
+
+
+def _finish(run: Run, producer: Producer, timeout: float = 90) -> None:
+    producer.wait()
+    complete_at = run.wait_complete(timeout)
+    check_invariants(run.stack, run, complete_at)
+
+
+def _log_lines(path: Path, *needles: str, limit: int = 5) -> list[str]:
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text(errors="replace").splitlines() if any(n in line for n in needles)]
+    return lines[:limit]
+
+
+# -- 6: the three exact moments ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_6_worker_killed_at_an_exact_moment(run: Run, point: str, tmp_path: Path) -> None:
+    trigger = tmp_path / "crash-now"
+    scenario = Scenario(seed=600 + POINTS.index(point))
+    run.use(scenario)
+    first = run.start_worker(run.worker_env(ACME_FAULT_POINT=point, ACME_FAULT_TRIGGER=str(trigger)))
+    for index, chunk in enumerate(scenario.chunks(CHUNKS)):
+        run.produce(chunk)
+        if index == 3:
+            trigger.touch()
+            assert first.process is not None
+            returncode = first.process.wait(timeout=30)
+            assert returncode == -signal.SIGKILL, f"worker ended with {returncode}, not by its crash point"
+            assert not trigger.exists()
+            run.start_worker(wait=False)  # the same worker without the crash point
+            run.fault_ended()
+        time.sleep(PAUSE_S)
+    complete_at = run.wait_complete(90)
+    check_invariants(run.stack, run, complete_at)
+
+
+# -- 1: kill -9 five times at random moments -----------------------------------------------------
+
+
+def test_1_worker_killed_5_times_at_random_moments(run: Run) -> None:
+    rng = random.Random(101)
+    _, producer = _start(run, seed=100)
+    for _ in range(5):
+        time.sleep(rng.uniform(0.5, 3.0))
+        (worker,) = run.alive_workers()
+        run.kill(worker)
+        run.start_worker()
+        run.fault_ended()
+    _finish(run, producer)
+
+
+# -- 9: a poison record first, in the middle and last in a batch ---------------------------------
+
+
+def test_9_poison_records_at_every_batch_position(run: Run) -> None:
+    """BATCH_SIZE=10; chunks of 10 produced to one partition at a time (one fetch, one batch) with an
+    invalid record at index 0, 5 and 9; then the regular 5,000-delivery stream."""
+    run.start_worker(run.worker_env(BATCH_SIZE="10"))
+    tag = uuid.uuid4().hex[:8]
+    for partition in range(12):
+        for chunk_index in range(2):
+            chunk: list[tuple[bytes, bytes]] = []
+            valid: list[str] = []
+            for position in range(10):
+                if position in (0, 5, 9):
+                    key = f"poison-{tag}-{partition}-{chunk_index}-{position}"
+                    run.invalid_keys.add(key.encode())
+                    chunk.append((key.encode(), invalid_value(position % 4, key)))
+                else:
+                    event = user_registered()
+                    run.valid_events[event["eventId"]] = event
+                    valid.append(event["eventId"])
+                    chunk.append(as_record(event))
+            run.produce(chunk, partition=partition)
+            wait_for(
+                lambda ids=valid: (
+                    run.stack.sql(  # type: ignore[misc]
+                        "SELECT COUNT(*) FROM processed_events WHERE event_id = ANY(%s::uuid[])", (ids,)
+                    )[0][0]
+                    == len(ids)
+                ),
+                30,
+                f"the valid neighbours in partition {partition}",
+            )
+    scenario = Scenario(seed=900)
+    run.use(scenario)
+    producer = Producer(run, scenario.chunks(CHUNKS), 0.5)
+    producer.start()
+    producer.wait()
+    complete_at = run.wait_complete(90)
+    # no partition stuck: the group's committed offsets reach the end of every partition
+    ends = run.stack.end_offsets("identity.user.events")
+    wait_for(lambda: committed_offsets(run.stack) == ends, 20, "committed offsets at the end of every partition", 0.5)
+    check_invariants(run.stack, run, complete_at)
+
+
+# -- 2: PostgreSQL stopped for 10 s --------------------------------------------------------------
+
+
+def test_2_postgres_stopped_for_10_s(run: Run) -> None:
+    _, producer = _start(run, seed=200, RETRY_BACKOFF_SECONDS=DEFAULT_BACKOFF)
+    time.sleep(4)
+    devstack("stop", "postgres")
+    time.sleep(10)
+    devstack("start", "postgres")
+    run.fault_ended()
+    _finish(run, producer, timeout=120)
+
+
+# -- 3: Mongo stopped for 30 s; the read model catches up within 2 s ------------------------------
+
+
+def test_3_mongo_stopped_for_30_s_read_model_catches_up_within_2_s(run: Run) -> None:
+    _, producer = _start(run, seed=300, RETRY_BACKOFF_SECONDS="0.2,0.4,0.8,1.6,1.6")
+    time.sleep(4)
+    devstack("stop", "mongo")
+    stopped = time.monotonic()
+    producer.wait()  # the rest of the input arrives while the read model is down
+    wait_for(
+        lambda: (
+            run.stack.sql(
+                "SELECT COUNT(*) FROM processed_events WHERE event_id = ANY(%s::uuid[])", (list(run.valid_events),)
+            )[0][0]
+            == len(run.valid_events)
+        ),
+        60,
+        "PostgreSQL to hold every event while MongoDB is down",
+        0.5,
+    )
+    time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
+    devstack("start", "mongo")
+    back = run.fault_ended("mongo")
+    (customers,) = run.stack.sql("SELECT COUNT(*) FROM customers")[0]
+    collection = run.stack.mongo()
+    caught_up = None
+    while time.monotonic() - back < 30:
+        try:
+            if collection.count_documents({}) >= customers:
+                caught_up = time.monotonic() - back
+                break
+        except Exception:
+            pass
+        time.sleep(0.05)
+    run.notes.append(
+        f"read model caught up {caught_up if caught_up is None else round(caught_up, 2)} s after"
+        f" `devstack start mongo` returned ({customers} customers)"
+    )
+    complete_at = run.wait_complete(60)
+    check_invariants(run.stack, run, complete_at)
+    assert caught_up is not None and caught_up <= 2.0, f"read model caught up after {caught_up} s (limit 2 s)"
+
+
+# -- 7: PostgreSQL crashed (immediate shutdown) ---------------------------------------------------
+
+
+def test_7_postgres_crashed_with_immediate_shutdown(run: Run) -> None:
+    _, producer = _start(run, seed=700, RETRY_BACKOFF_SECONDS=DEFAULT_BACKOFF)
+    time.sleep(4)
+    crash_postgres()
+    time.sleep(5)
+    devstack("start", "postgres")
+    run.fault_ended()
+    _finish(run, producer, timeout=120)
+
+
+# -- 4: Kafka broker restarted ------------------------------------------------------------------
+
+
+def test_4_kafka_broker_restarted(run: Run) -> None:
+    _, producer = _start(run, seed=400, RETRY_BACKOFF_SECONDS=DEFAULT_BACKOFF)
+    time.sleep(4)
+    devstack("stop", "kafka")
+    devstack("start", "kafka")
+    run.fault_ended()
+    _finish(run, producer, timeout=150)
+
+
+# -- 5: three workers, one killed, another started (rebalances over 12 partitions) ----------------
+
+
+def test_5_three_workers_one_killed_another_started(run: Run) -> None:
+    scenario = Scenario(seed=500)
+    run.use(scenario)
+    workers = [run.start_worker(wait=False) for _ in range(3)]
+    for worker in workers:
+        worker.wait_ready(timeout=90)
+    producer = Producer(run, scenario.chunks(CHUNKS), PAUSE_S)
+    producer.start()
+    time.sleep(4)
+    run.kill(workers[1])
+    time.sleep(2)
+    run.start_worker(wait=False)
+    run.fault_ended()
+    _finish(run, producer, timeout=120)
+
+
+# -- 8: a zombie worker (frozen past the session timeout, then resumed) ---------------------------
+
+
+def test_8_frozen_worker_resumed_as_a_zombie(run: Run) -> None:
+    _, producer = _start(run, seed=800)
+    time.sleep(3)
+    (zombie,) = run.alive_workers()
+    run.kill(zombie, signal.SIGSTOP)
+    frozen = time.monotonic()
+    run.start_worker()  # gets every partition once the frozen member's session has expired
+    time.sleep(max(0.0, SESSION_TIMEOUT_S + 5 - (time.monotonic() - frozen)))
+    run.kill(zombie, signal.SIGCONT)
+    run.fault_ended()
+    _finish(run, producer, timeout=120)
+    for line in _log_lines(zombie.log_path, "CommitFailed", "rebalance", "Revoking", "ERROR", limit=3):
+        print("  zombie:", line[:200])
