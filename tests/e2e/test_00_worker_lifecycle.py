@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.e2e.conftest import REPO, Stack, Worker, http_json
+from tests.e2e.conftest import REPO, Stack, Worker, as_record, http_json, user_registered
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +55,26 @@ def test_a_malformed_setting_stops_the_worker_with_one_clear_line(stack: Stack, 
     assert worker.process.wait(timeout=60) != 0
     lines = [line for line in log.read_text().splitlines() if "configuration error" in line]
     assert lines == ["acme-customer: configuration error: DATABASE_URL must be a postgresql:// URL"]
+
+
+def test_event_format_json_keeps_the_service_working_without_a_registry(stack: Stack) -> None:
+    """EVENT_FORMAT=json and no SCHEMA_REGISTRY_URL: JSON in, JSON CustomerRegistered out."""
+    env = {key: value for key, value in stack.env.items() if key != "SCHEMA_REGISTRY_URL"}
+    env["EVENT_FORMAT"] = "json"
+    log = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack")) / "logs" / "e2e-json-worker.log"
+    worker = Worker(env=env, log_path=log).start()
+    try:
+        worker.wait_ready()
+        since = stack.end_offsets("customer.events")
+        event = user_registered()
+        stack.produce([as_record(event)])
+
+        def mine(records: list[Any]) -> list[dict[str, Any]]:
+            values = [json.loads(record.value) for record in records if record.value[:1] == b"{"]
+            return [value for value in values if value["causationId"] == event["eventId"]]
+
+        records = stack.read_since("customer.events", since, lambda found: bool(mine(found)))
+        (published,) = mine(records)
+        assert published["payload"]["userId"] == event["payload"]["userId"]
+    finally:
+        assert worker.stop(timeout=30) == 0
