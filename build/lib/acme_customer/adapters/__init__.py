@@ -1,1 +1,0 @@
-"""Adapters: one module per backend (PostgreSQL, MongoDB, Kafka codec and publisher)."""

@@ -1,1 +1,0 @@
-"""Use cases and the ports they talk to."""
