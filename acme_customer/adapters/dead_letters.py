@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from acme_customer.adapters.kafka import USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.adapters.topics import topic_partitions
 from acme_customer.errors import AcmeCustomerError
 
 
@@ -51,15 +51,7 @@ async def read_dead_letters(
     topic: str = USER_EVENTS_DLQ,
 ) -> list[DeadLetter]:
     """Every record on the DLQ (from ``since``, of ``error_class``), in partition and offset order."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (description,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if description.get("error_code"):
-        raise AcmeCustomerError(f"topic {topic} cannot be described (error {description['error_code']})")
-    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    partitions = await topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     found: list[DeadLetter] = []

@@ -3,9 +3,11 @@ the platform owns them)."""
 
 from __future__ import annotations
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.errors import AcmeCustomerError
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partitions: int = 1) -> list[str]:
@@ -26,3 +28,16 @@ async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partit
         return [topic.name for topic in missing]
     finally:
         await admin.close()
+
+
+async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic``, from the broker (a consumer without a subscription knows none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if description.get("error_code"):
+        raise AcmeCustomerError(f"topic {topic} cannot be described (error {description['error_code']})")
+    return [TopicPartition(topic, partition["partition"]) for partition in description["partitions"]]

@@ -32,6 +32,7 @@ from schema_registry.serializers.message_serializer import AsyncAvroMessageSeria
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED, load_schema
 from acme_customer.domain.clock import parse_rfc3339
 from tests.e2e.conftest import REPO, Stack, Worker, free_port, user_registered, wait_for
+from tests.story import STORY_CUSTOMER_REGISTERED
 
 pytestmark = pytest.mark.e2e
 
@@ -43,28 +44,7 @@ DLQ = "identity.user.events.dlq"
 RUN = uuid.uuid4().hex[:12]
 CLI = str(REPO / ".venv" / "bin" / "acme-customer")
 
-# US-0002-03, "Domain Event: CustomerRegistered"
-STORY: dict[str, Any] = {
-    "eventId": "01941234-5678-7abc-def0-123456789010",
-    "eventType": "CustomerRegistered",
-    "eventVersion": "1.0",
-    "timestamp": "2026-01-02T10:30:02Z",
-    "aggregateId": "01941234-5678-7abc-def0-123456789020",
-    "aggregateType": "Customer",
-    "correlationId": "01941234-5678-7abc-def0-123456789002",
-    "causationId": "01941234-5678-7abc-def0-123456789001",
-    "payload": {
-        "customerId": "01941234-5678-7abc-def0-123456789020",
-        "userId": "01941234-5678-7abc-def0-123456789abc",
-        "customerNumber": "ACME-202601-000142",
-        "email": "customer@example.com",
-        "firstName": "Jane",
-        "lastName": "Doe",
-        "status": "PENDING_VERIFICATION",
-        "type": "INDIVIDUAL",
-        "registeredAt": "2026-01-02T10:30:02Z",
-    },
-}
+STORY = STORY_CUSTOMER_REGISTERED
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -29,31 +29,10 @@ from schema_registry.serializers.message_serializer import AsyncAvroMessageSeria
 from acme_customer.adapters.codec import TopicCodec
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED, load_schema
 from acme_customer.errors import ConfigError, InvalidEvent, RegistryUnavailable
+from tests.story import STORY_CUSTOMER_REGISTERED
 
 pytestmark = pytest.mark.integration
 
-# US-0002-03, "Domain Event: CustomerRegistered", verbatim
-STORY_CUSTOMER_REGISTERED: dict[str, Any] = {
-    "eventId": "01941234-5678-7abc-def0-123456789010",
-    "eventType": "CustomerRegistered",
-    "eventVersion": "1.0",
-    "timestamp": "2026-01-02T10:30:02Z",
-    "aggregateId": "01941234-5678-7abc-def0-123456789020",
-    "aggregateType": "Customer",
-    "correlationId": "01941234-5678-7abc-def0-123456789002",
-    "causationId": "01941234-5678-7abc-def0-123456789001",
-    "payload": {
-        "customerId": "01941234-5678-7abc-def0-123456789020",
-        "userId": "01941234-5678-7abc-def0-123456789abc",
-        "customerNumber": "ACME-202601-000142",
-        "email": "customer@example.com",
-        "firstName": "Jane",
-        "lastName": "Doe",
-        "status": "PENDING_VERIFICATION",
-        "type": "INDIVIDUAL",
-        "registeredAt": "2026-01-02T10:30:02Z",
-    },
-}
 
 # the DESIGN.md envelope with the UserRegistered payload, every field present (the story's ids)
 USER_REGISTERED_EXAMPLE: dict[str, Any] = {

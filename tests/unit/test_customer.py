@@ -16,6 +16,7 @@ from acme_customer.domain.customer import Customer, new_customer_id, register_cu
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CustomerRegistered
 from acme_customer.domain.validation import parse_user_registered
+from tests.story import STORY_CUSTOMER_REGISTERED
 from tests.unit.builders import (
     CUSTOMER_EVENT_ID,
     CUSTOMER_ID,
@@ -60,30 +61,7 @@ STORY_INITIAL_PROFILE: dict[str, Any] = json.loads("""
 }
 """)
 
-# The story's "Domain Event: CustomerRegistered", verbatim.
-STORY_EVENT: dict[str, Any] = json.loads("""
-{
-  "eventId": "01941234-5678-7abc-def0-123456789010",
-  "eventType": "CustomerRegistered",
-  "eventVersion": "1.0",
-  "timestamp": "2026-01-02T10:30:02Z",
-  "aggregateId": "01941234-5678-7abc-def0-123456789020",
-  "aggregateType": "Customer",
-  "correlationId": "01941234-5678-7abc-def0-123456789002",
-  "causationId": "01941234-5678-7abc-def0-123456789001",
-  "payload": {
-    "customerId": "01941234-5678-7abc-def0-123456789020",
-    "userId": "01941234-5678-7abc-def0-123456789abc",
-    "customerNumber": "ACME-202601-000142",
-    "email": "customer@example.com",
-    "firstName": "Jane",
-    "lastName": "Doe",
-    "status": "PENDING_VERIFICATION",
-    "type": "INDIVIDUAL",
-    "registeredAt": "2026-01-02T10:30:02Z"
-  }
-}
-""")
+STORY_EVENT = STORY_CUSTOMER_REGISTERED
 
 
 def register_story_customer(**changes: Any) -> tuple[Customer, CustomerRegistered]:
