@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK_ENV := set -a; . ./.devstack/env; set +a
 
-.PHONY: demo test install stack topics down status lint unit e2e clean
+.PHONY: demo test install stack topics down status lint unit e2e clean faults
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: stack
 ## the whole test suite against the real local stack, with lint, types and coverage
 test: stack lint
 	$(STACK_ENV); $(BIN)/acme-customer schemas check
-	$(STACK_ENV); $(BIN)/pytest --cov=acme_customer --cov-report=term --cov-fail-under=90
+	$(STACK_ENV); $(BIN)/pytest -m "not faults" --cov=acme_customer --cov-report=term --cov-fail-under=90
 
 lint: install
 	$(BIN)/ruff check acme_customer tests
@@ -43,3 +43,7 @@ status:
 
 clean: down
 	rm -rf .devstack $(VENV) customer-service-data
+
+## fault injection (kills, outages; ~9 minutes): see docs/reliability-results.md
+faults: stack
+	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults -p no:cacheprovider -s

@@ -142,7 +142,9 @@ async def project_customer(stream: Any) -> None:
     """CustomerRegistered -> the customer's document in MongoDB."""
     services = await container.wait_started()
     settings = services.settings
-    async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
+    # larger batches than the creation side: after a MongoDB outage the backlog must drain fast
+    batches = stream.take_events(settings.projection_batch_size, within=settings.batch_within_seconds)
+    async for events in batches:
         await services.customer_events.handle(_records(events))
 
 

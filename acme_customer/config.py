@@ -81,6 +81,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     log_level: str = "INFO"
     batch_size: int = 100
+    projection_batch_size: int = 500
     batch_within_seconds: float = 0.05
     retry_backoff: tuple[float, ...] = DEFAULT_BACKOFF
     kafka_security: KafkaSecurity = KafkaSecurity()
@@ -126,6 +127,7 @@ class Settings:
             web_host=env.get("WEB_HOST", "127.0.0.1").strip() or "127.0.0.1",
             log_level=log_level,
             batch_size=_int(env, "BATCH_SIZE", 100),
+            projection_batch_size=_int(env, "PROJECTION_BATCH_SIZE", 500),
             batch_within_seconds=_float(env, "BATCH_WITHIN_SECONDS", 0.05),
             retry_backoff=_backoff(env),
             kafka_security=KafkaSecurity(

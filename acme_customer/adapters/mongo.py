@@ -29,8 +29,11 @@ class MongoReadModel(ReadModel):
 
     @classmethod
     def create(cls, uri: str, database: str) -> MongoReadModel:
+        # A short heartbeat and selection timeout: after an outage each retry notices the
+        # server's return within about half a second instead of waiting out the defaults
+        # (a 30 s outage otherwise took 3 s more to catch up than the 2 s the story allows).
         client: AsyncMongoClient[Document] = AsyncMongoClient(
-            uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True
+            uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000, heartbeatFrequencyMS=500, tz_aware=True
         )
         return cls(client, database)
 

@@ -241,13 +241,27 @@ class CustomerEventProjector:
         if not envelopes:
             return
         started = time.perf_counter()
+        failures = 0
+
+        def note_retry(attempt: int, error: Exception) -> None:
+            nonlocal failures
+            failures += 1
+            metrics.processing_attempts_total.labels(agent="project_customer", outcome="retry").inc()
+
         while True:
             try:
                 await with_backoff(
                     lambda: project_customers(envelopes, self.source, self.read_model),
                     self.backoff,
                     "project read model",
+                    note_retry,
                 )
+                if failures:
+                    logger.info(
+                        "read model projection recovered after %d failed attempt(s), %.1f s",
+                        failures,
+                        time.perf_counter() - started,
+                    )
                 break
             except PermanentError as error:
                 # the read model disagrees with the command store; rebuilding it repairs that
@@ -255,6 +269,7 @@ class CustomerEventProjector:
                 metrics.dead_lettered_total.labels(error_class=type(error).__name__).inc()
                 break
             except RetriesExhausted as exhausted:
+                failures += 1
                 # the read model can always be rebuilt, but nothing may be skipped: keep trying
                 logger.error(
                     "read model projection still failing after %d attempts: %s", exhausted.attempts, exhausted.last

@@ -374,6 +374,7 @@ class Run:
         self.workers: list[Worker] = []
         self.fault_ends: list[tuple[float, str, int | None]] = []
         self.notes: list[str] = []
+        self.failures: list[str] = []  # a test's own checks, reported with the invariants
         self.produced: list[tuple[bytes, bytes]] = []
         self.valid_events: dict[str, dict[str, Any]] = {}
         self.invalid_keys: set[bytes] = set()
@@ -500,7 +501,7 @@ def check_invariants(stack: Stack, run: Run, complete_at: float | None = None) -
 
     Raises AssertionError listing every failed invariant (after writing the row)."""
     complete_at = complete_at or time.monotonic()
-    failures: list[str] = []
+    failures: list[str] = list(run.failures)
 
     def expect(condition: bool, message: str) -> None:
         if not condition:
@@ -625,6 +626,8 @@ def check_invariants(stack: Stack, run: Run, complete_at: float | None = None) -
         run.notes.append(f"{valid_in_dlq} valid record(s) dead-lettered (replayable; customers checked above)")
 
     recoveries = [run.monitor.recovery(t, metric, complete_at, base) for t, metric, base in run.fault_ends]
+    if len(recoveries) > 1:
+        run.notes.append("recovery per fault (s): " + ", ".join(f"{r:.1f}" for r in recoveries))
     report = Report(
         test=run.name,
         events_in=len(run.produced),
