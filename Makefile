@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK_ENV := set -a; . ./.devstack/env; set +a
 
-.PHONY: demo test install stack topics down status lint unit e2e clean faults
+.PHONY: demo test install stack topics down status lint unit e2e clean faults soak
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ demo: stack
 ## then the slower fault-injection suite (kills and outages, ~8 minutes)
 test: stack lint
 	$(STACK_ENV); $(BIN)/acme-customer schemas check
-	$(STACK_ENV); $(BIN)/pytest -m "not faults" --cov=acme_customer --cov-report=term --cov-fail-under=90
+	$(STACK_ENV); $(BIN)/pytest -m "not faults and not soak" --cov=acme_customer --cov-report=term --cov-fail-under=90
 	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults
 
 lint: install
@@ -49,3 +49,7 @@ clean: down
 ## only the fault-injection suite, with its per-test reports: see docs/reliability-results.md
 faults: stack
 	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults -s
+
+## manual soak: 100,000 deliveries with 20 random kills (~10 minutes; not part of make test)
+soak: stack
+	$(STACK_ENV); $(BIN)/pytest -m soak tests/faults -s
