@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK_ENV := set -a; . ./.devstack/env; set +a
 
-.PHONY: demo test install stack topics down status lint unit e2e clean faults soak
+.PHONY: demo test install stack down status lint unit clean faults soak
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
