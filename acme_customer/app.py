@@ -160,7 +160,7 @@ async def health(self: View, request: Request) -> Response:
 @app.page("/ready")
 async def ready(self: View, request: Request) -> Response:
     """Readiness: PostgreSQL, MongoDB and Kafka reachable."""
-    if not container._started.is_set():
+    if not container.started:
         return self.json({"status": "STARTING"}, status=503)
     services = container.services
     checks = {
@@ -192,7 +192,7 @@ def _customer_response(document: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _lookup(view: View, query: dict[str, Any]) -> Response:
-    if not container._started.is_set():
+    if not container.started:
         return view.json({"error": "starting"}, status=503)
     try:
         document = await container.services.read_model.find_one(query)

@@ -52,6 +52,10 @@ class Container:
         assert self._services is not None, "the container is not started"
         return self._services
 
+    @property
+    def started(self) -> bool:
+        return self._started.is_set()
+
     async def wait_started(self) -> Services:
         await self._started.wait()
         return self.services

@@ -33,15 +33,6 @@ JSON = "json"
 AVRO = "avro"
 
 
-def decode_json(value: bytes | None) -> Any:
-    """The document of a JSON value; InvalidEvent says why it cannot be read."""
-    _check_size(value)
-    assert value is not None
-    if value[0] == AVRO_MAGIC:
-        raise InvalidEvent("value: Avro, but no schema registry is configured (SCHEMA_REGISTRY_URL)")
-    return _json(value)
-
-
 def encode_json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -86,26 +86,22 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
             return await cursor.fetchall()
 
     async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        if not event_ids:
-            return {}
-        rows = await self._rows(
-            "SELECT p.event_id, e.aggregate_id, e.envelope, e.published_at IS NOT NULL"
-            " FROM processed_events p"
-            " JOIN event_store e ON e.aggregate_id = p.customer_id AND e.event_type = %s"
-            " WHERE p.event_id = ANY(%s)",
-            (CUSTOMER_REGISTERED, list(event_ids)),
-        )
-        return {row[0]: StoredRegistration(row[1], row[2], row[3]) for row in rows}
+        return await self._registrations("processed_events", "event_id", "customer_id", event_ids)
 
     async def registrations_by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        if not user_ids:
+        return await self._registrations("customers", "user_id", "id", user_ids)
+
+    async def _registrations(
+        self, table: str, key: str, customer_column: str, keys: Sequence[UUID]
+    ) -> dict[UUID, StoredRegistration]:
+        """key -> the stored CustomerRegistered of the customer that ``table`` links it to."""
+        if not keys:
             return {}
         rows = await self._rows(
-            "SELECT c.user_id, e.aggregate_id, e.envelope, e.published_at IS NOT NULL"
-            " FROM customers c"
-            " JOIN event_store e ON e.aggregate_id = c.id AND e.event_type = %s"
-            " WHERE c.user_id = ANY(%s)",
-            (CUSTOMER_REGISTERED, list(user_ids)),
+            f"SELECT t.{key}, e.aggregate_id, e.envelope, e.published_at IS NOT NULL FROM {table} t"
+            f" JOIN event_store e ON e.aggregate_id = t.{customer_column} AND e.event_type = %s"
+            f" WHERE t.{key} = ANY(%s)",
+            (CUSTOMER_REGISTERED, list(keys)),
         )
         return {row[0]: StoredRegistration(row[1], row[2], row[3]) for row in rows}
 

@@ -50,13 +50,9 @@ def _devstack(args: argparse.Namespace) -> int:
 
 def _migrate(_: argparse.Namespace) -> int:
     from acme_customer.adapters.migrations import apply_migrations
-    from acme_customer.config import Settings
-    from acme_customer.errors import ConfigError
 
-    try:
-        settings = Settings.from_env(os.environ)
-    except ConfigError as error:
-        print(f"acme-customer: {error}", file=sys.stderr)
+    settings = _settings_or_exit()
+    if settings is None:
         return 2
     applied = apply_migrations(settings.database_url)
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")

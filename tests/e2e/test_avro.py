@@ -18,7 +18,7 @@ import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from schema_registry.serializers.message_serializer import AsyncAvroMessageSeria
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED, load_schema
 from acme_customer.domain.clock import parse_rfc3339
 from tests.e2e.conftest import REPO, Stack, Worker, free_port, user_registered, wait_for
+from tests.registry_stub import ErrorPage
 from tests.story import STORY_CUSTOMER_REGISTERED
 
 pytestmark = pytest.mark.e2e
@@ -344,27 +345,10 @@ def test_a_worker_whose_registry_is_unreachable_exits_at_start_with_one_clear_li
     assert "schema registry at http://127.0.0.1:" in text and "failed at start: ConnectError" in text
 
 
-class _ErrorPage(BaseHTTPRequestHandler):
-    """What a proxy in front of a registry that is down answers (or a URL that is not the registry's API)."""
-
-    def _answer(self) -> None:
-        body = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
-        self.send_response(503)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def test_a_worker_whose_registry_answers_an_error_page_exits_at_start_with_one_clear_line(
     stack: Stack, tmp_path: Path
 ) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ErrorPage)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ErrorPage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         code, text = _start_failure(stack, tmp_path, f"http://127.0.0.1:{server.server_address[1]}/apis/ccompat/v7")

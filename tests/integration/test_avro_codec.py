@@ -15,7 +15,7 @@ import struct
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from schema_registry.serializers.message_serializer import AsyncAvroMessageSeria
 from acme_customer.adapters.codec import TopicCodec
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED, load_schema
 from acme_customer.errors import ConfigError, InvalidEvent, RegistryUnavailable
+from tests.registry_stub import ErrorPage
 from tests.story import STORY_CUSTOMER_REGISTERED
 
 pytestmark = pytest.mark.integration
@@ -88,27 +89,10 @@ def _dead_registry_url() -> str:
     return f"http://127.0.0.1:{port}/apis/ccompat/v7"
 
 
-class _ErrorPage(BaseHTTPRequestHandler):
-    """What a proxy in front of a registry that is down answers: 503 with an HTML page."""
-
-    def _answer(self) -> None:
-        body = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
-        self.send_response(503)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def error_page_registry() -> Iterator[str]:
     """A registry URL whose server answers every request with an HTML 503 page."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ErrorPage)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ErrorPage)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -173,7 +173,7 @@ async def test_postgres_version_and_transactions(database_url: str) -> None:
                 await conn.execute(sql.SQL("INSERT INTO {} VALUES (1, 'committed')").format(table))
 
             class Boom(Exception):
-                pass
+                """Raised inside the transaction to make it roll back."""
 
             with pytest.raises(Boom):
                 async with conn.transaction():
