@@ -8,6 +8,7 @@ one line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import faust
+from faust.types import TP
 from faust.web import Request, Response, View
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -24,6 +26,7 @@ from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVEN
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.observability import configure_logging, configure_tracing
+from acme_customer.service_layer.partition_lanes import Delivery, PartitionLanes
 from acme_customer.service_layer.ports import Record
 
 APP_ID = "customer-service"
@@ -122,19 +125,59 @@ def _trace_context(records: Sequence[Record]) -> Any:
     return extract(carrier)
 
 
-# concurrency stays 1: with more, Faust commits offsets past records still in flight (faust-streaming #606)
+def _deliveries(stream: Any, events: Sequence[Any]) -> list[Delivery]:
+    return [
+        Delivery(record, functools.partial(stream.ack, event), functools.partial(_release, event.message))
+        for record, event in zip(_records(events), events, strict=True)
+    ]
+
+
+def _release(message: Any) -> None:
+    # An abandoned record is neither acknowledged nor processed: Faust must stop waiting for it
+    # (wait_empty, before a rebalance or a shutdown commits) without counting it as done, so
+    # the committed offset stays before it. faust 0.15.3 has no public call for that.
+    app.consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
+
+
+def _partition_lanes(services: Any) -> PartitionLanes:
+    def pause(partition: tuple[str, int]) -> None:
+        app.consumer.pause_partitions({TP(*partition)})
+
+    def resume(partition: tuple[str, int]) -> None:
+        if TP(*partition) in app.consumer.assignment():
+            app.consumer.resume_partitions({TP(*partition)})
+
+    lanes = PartitionLanes(
+        services.identity_events,
+        services.settings.retry_backoff,
+        services.settings.batch_size,
+        pause=pause,
+        resume=resume,
+        accepting=app.flow_control.is_active,
+    )
+    # Faust clears the queues its flow control manages when it suspends the flow, before it
+    # waits for the records in flight (rebalance, shutdown): the moment to abandon the lanes.
+    app.flow_control.manage_queue(lanes)  # type: ignore[arg-type]  # duck-typed: only clear() is called
+    return lanes
+
+
+# concurrency stays 1: with more, Faust commits offsets past records still in flight (faust-streaming #606);
+# the lanes acknowledge each partition's records in order, and only when finished
 @app.agent(user_events_topic, concurrency=1)
 async def user_registered(stream: Any) -> None:
     """UserRegistered -> customer in PostgreSQL -> CustomerRegistered on customer.events."""
     services = await container.wait_started()
     settings = services.settings
-    async for events in stream.take_events(settings.batch_size, within=settings.batch_within_seconds):
-        records = _records(events)
+    lanes = _partition_lanes(services)
+    async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_seconds):
+        deliveries = _deliveries(stream, events)
+        records = [delivery.record for delivery in deliveries]
         with tracer.start_as_current_span("consume_user_registered_event", context=_trace_context(records)) as span:
             span.set_attribute("messaging.system", "kafka")
             span.set_attribute("messaging.source.name", USER_EVENTS)
             span.set_attribute("messaging.batch.message_count", len(records))
-            await services.identity_events.handle(records)
+            await lanes.submit(deliveries)
+        del events, deliveries, records  # a released record must not stay referenced here
 
 
 @app.agent(customer_events_topic, concurrency=1)

@@ -8,6 +8,7 @@ refused. The batch is finished (and may be acknowledged) only when this returns.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -15,14 +16,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from acme_customer import observability as metrics
 from acme_customer.domain.clock import parse_rfc3339
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
-from acme_customer.errors import InvalidEvent, PermanentError
+from acme_customer.errors import InvalidEvent, PermanentError, TransientError
 from acme_customer.faults import crash_point
 from acme_customer.service_layer.create_customers import Outcome, create_customers
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
@@ -54,62 +55,165 @@ class ProcessedCache:
             self._seen.popitem(last=False)
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """The records one attempt could not finish for a transient reason, and that reason.
+
+    Attempting them again is safe: every step is idempotent (the ``processed_events`` key,
+    the stored event re-published when it never reached Kafka).
+    """
+
+    records: tuple[Record, ...]
+    error: TransientError
+
+
+class Attempts(Protocol):
+    """What a retry loop drives: one attempt at a time, then a way to give up."""
+
+    async def attempt(self, records: Sequence[Record]) -> Unfinished | None: ...
+
+    async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None: ...
+
+
+async def retry_unfinished(
+    handler: Attempts,
+    unfinished: Unfinished | None,
+    delays: Sequence[float],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    agent: str = "user_registered",
+) -> None:
+    """Attempt ``unfinished`` again after each delay; after the last, give up (dead-letter).
+
+    Each retry is logged and counted. What cannot even be dead-lettered (Kafka down) is
+    tried again at the last delay until it is: nothing is acknowledged before it is somewhere.
+    """
+    attempt = 1
+    while unfinished is not None:
+        if attempt > len(delays):
+            metrics.processing_attempts_total.labels(agent=agent, outcome="exhausted").inc()
+            logger.error(
+                "giving up on %d record(s) after %d attempts: %s", len(unfinished.records), attempt, unfinished.error
+            )
+            unfinished = await handler.give_up(unfinished, attempt)
+            if unfinished is not None:
+                await sleep(delays[-1] if delays else 1.0)
+            continue
+        delay = delays[attempt - 1]
+        logger.warning(
+            "%d record(s) failed (attempt %d of %d): %s; retrying in %.1fs",
+            len(unfinished.records),
+            attempt,
+            len(delays) + 1,
+            unfinished.error,
+            delay,
+        )
+        metrics.processing_attempts_total.labels(agent=agent, outcome="retry").inc()
+        await sleep(delay)
+        attempt += 1
+        unfinished = await handler.attempt(unfinished.records)
+
+
 @dataclass
 class IdentityEventHandler:
+    """Turns UserRegistered records into customers, one attempt at a time.
+
+    ``attempt`` tries a batch once and returns what it could not finish for a transient
+    reason; the caller decides when to try again (``handle`` waits in place, the worker's
+    partition lanes let the other partitions go on meanwhile). Within a batch, a record
+    that cannot be finished holds back the later records of its partition, so the
+    partition's order is kept.
+    """
+
     store: CustomerStore
     publisher: EventPublisher
     decode: Decoder
     backoff: Sequence[float]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     seen: ProcessedCache = field(default_factory=ProcessedCache)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def handle(self, records: Sequence[Record]) -> None:
-        """Process a batch to the end: customers committed and published, the rest dead-lettered.
+        """Process a batch to the end, retrying in place: committed and published, or dead-lettered."""
+        await retry_unfinished(self, await self.attempt(records), self.backoff, self.sleep)
 
-        Never raises for a record: Faust acknowledges a batch whose processing raised (its
-        take buffer acks in a ``finally``), so an unexpected error sends the whole batch to the
-        DLQ instead, where a replay is harmless (idempotency) and nothing is lost.
+    async def attempt(self, records: Sequence[Record]) -> Unfinished | None:
+        """Try the batch once; return what is left for a transient reason, or None when all is done.
+
+        Never raises for a record: an unexpected error sends the whole batch to the DLQ, where
+        a replay is harmless (idempotency), instead of leaving it stuck or skipped.
         """
         try:
-            await self._handle(records)
+            return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
             logger.exception("unexpected error in a batch of %d record(s); dead-lettering the batch", len(records))
-            for record in records:
-                await self._dead_letter(record, error, attempts=1)
+            return await self._dead_letter_all(records, error, attempts=1)
 
-    async def _handle(self, records: Sequence[Record]) -> None:
+    async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
+        """Dead-letter records whose retries are exhausted; return those Kafka refused too."""
+        return await self._dead_letter_all(unfinished.records, unfinished.error, attempts)
+
+    async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
+        position = {record.origin: index for index, record in enumerate(records)}
+        left: list[Record] = []
+        error: TransientError | None = None
+        held: set[tuple[str, int]] = set()  # partitions with an unfinished record: the rest waits behind it
         users: list[tuple[Record, UserRegistered]] = []
         for record in records:
-            user = await self._accept(record)
+            if (record.topic, record.partition) in held:
+                left.append(record)
+                continue
+            try:
+                user = await self._accept(record)
+            except TransientError as failure:
+                error = failure
+                left.append(record)
+                held.add((record.topic, record.partition))
+                continue
             if user is not None:
                 users.append((record, user))
         fresh = [(record, user) for record, user in users if user.event_id not in self.seen]
         skipped = len(users) - len(fresh)
         if skipped:
             metrics.customer_created_total.labels(status="duplicate").inc(skipped)
-        if not fresh:
-            return
-        try:
-            outcomes = await self._create([user for _, user in fresh])
-        except RetriesExhausted as exhausted:
-            logger.error(
-                "giving up on %d record(s) after %d attempts: %s", len(fresh), exhausted.attempts, exhausted.last
-            )
-            metrics.processing_attempts_total.labels(agent="user_registered", outcome="exhausted").inc()
-            for record, _ in fresh:
-                await self._dead_letter(record, exhausted.last, exhausted.attempts)
-            return
+        if fresh:
+            try:
+                stopped = await self._create_and_publish(fresh)
+            except TransientError as failed:
+                stopped = (failed, [record for record, _ in fresh])
+            if stopped is not None:
+                error, records_left = stopped
+                left.extend(records_left)
+        if not left or error is None:
+            return None
+        return Unfinished(tuple(sorted(left, key=lambda record: position[record.origin])), error)
+
+    async def _create_and_publish(
+        self, fresh: list[tuple[Record, UserRegistered]]
+    ) -> tuple[TransientError, list[Record]] | None:
+        """Commit the customers, publish their events, dead-letter what the store refused."""
+        outcomes = await self._create([user for _, user in fresh])
         crash_point("after_commit")
-        unpublished = await self._publish(fresh, outcomes)
-        await self._dead_letter_refused(fresh, outcomes)
-        self._account(fresh, outcomes, unpublished)
+        try:
+            await self._publish(outcomes)
+        except TransientError as error:
+            # committed but not on customer.events: the next attempt finds the stored events
+            # unpublished and publishes them (the redelivery path)
+            unpublished = {user.event_id for (_, user), outcome in zip(fresh, outcomes, strict=True) if outcome.publish}
+            self._account(fresh, outcomes, unpublished)
+            return error, [record for record, user in fresh if user.event_id in unpublished]
+        refused_left = await self._dead_letter_refused(fresh, outcomes)
+        self._account(fresh, outcomes, set())
         crash_point("after_publish")  # before Faust acknowledges the batch and commits its offsets
+        return refused_left
 
     async def _accept(self, record: Record) -> UserRegistered | None:
-        """The validated event, or None when the record was skipped or dead-lettered."""
+        """The validated event, or None when the record was skipped or dead-lettered.
+
+        Raises TransientError when the record could not be read (the registry is down) or
+        its dead letter could not be sent: the record is then unfinished.
+        """
         try:
-            # a new schema id may need the registry: that is retried like any transient failure
-            document = await with_backoff(functools.partial(self.decode, record.value), self.backoff, "decode")
+            document = await self.decode(record.value)
             event_type = event_type_of(document)
             if event_type != USER_REGISTERED:
                 metrics.events_ignored_total.labels(event_type=metrics.safe_label(event_type)).inc()
@@ -117,62 +221,39 @@ class IdentityEventHandler:
             return parse_user_registered(document)
         except InvalidEvent as error:
             logger.warning("rejected record %s/%d@%d: %s", *record.origin, error)
-            metrics.customer_created_total.labels(status="rejected").inc()
             await self._dead_letter(record, error, attempts=1)
-            return None
-        except RetriesExhausted as exhausted:
-            logger.error("could not decode record %s/%d@%d: %s", *record.origin, exhausted.last)
-            await self._dead_letter(record, exhausted.last, exhausted.attempts)
+            metrics.customer_created_total.labels(status="rejected").inc()
             return None
 
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
         started = time.perf_counter()
-
-        def note_retry(attempt: int, error: Exception) -> None:
-            metrics.processing_attempts_total.labels(agent="user_registered", outcome="retry").inc()
-
-        outcomes = await with_backoff(
-            lambda: create_customers(users, self.store, self.now), self.backoff, "create customers", note_retry
-        )
+        outcomes = await create_customers(users, self.store, self.now)
         metrics.processing_attempts_total.labels(agent="user_registered", outcome="ok").inc()
         metrics.customer_creation_duration_seconds.observe(time.perf_counter() - started)
         return outcomes
 
-    async def _publish(self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]) -> set[UUID]:
-        """Publish what the outcomes ask for; return the input eventIds dead-lettered for want of Kafka."""
+    async def _publish(self, outcomes: list[Outcome]) -> None:
+        """Publish what the outcomes ask for and wait for Kafka; then note them published."""
         envelopes = [outcome.envelope for outcome in outcomes if outcome.publish and outcome.envelope is not None]
         if not envelopes:
-            return set()
-        try:
-            await with_backoff(
-                lambda: self.publisher.publish_customer_registered(envelopes),
-                self.backoff,
-                "publish CustomerRegistered",
-            )
-        except RetriesExhausted as exhausted:
-            # the customers are committed; their events stay unpublished in the event store and a
-            # replay of these inputs from the DLQ publishes them (the redelivery path)
-            dead_lettered = set()
-            for (record, user), outcome in zip(batch, outcomes, strict=True):
-                if outcome.publish:
-                    await self._dead_letter(record, exhausted.last, exhausted.attempts)
-                    dead_lettered.add(user.event_id)
-            return dead_lettered
+            return
+        await self.publisher.publish_customer_registered(envelopes)
         event_ids = [UUID(envelope["eventId"]) for envelope in envelopes]
         try:
-            await with_backoff(lambda: self.store.mark_published(event_ids), self.backoff, "mark published")
-        except RetriesExhausted:
+            await self.store.mark_published(event_ids)
+        except TransientError as error:
             logger.warning(
-                "could not mark %d event(s) published; a redelivery would publish them again", len(event_ids)
+                "could not mark %d event(s) published (%s); a redelivery would publish them again",
+                len(event_ids),
+                error,
             )
-        return set()
 
     def _account(
         self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome], unpublished: set[UUID]
     ) -> None:
         now = self.now()
         for (_record, user), outcome in zip(batch, outcomes, strict=True):
-            # not cached: a replay of a record dead-lettered for want of Kafka must publish again
+            # not cached: an attempt or a replay of a record not yet on customer.events must publish again
             if outcome.error is not None or user.event_id in unpublished:
                 continue
             self.seen.add(user.event_id)
@@ -190,22 +271,47 @@ class IdentityEventHandler:
                     user.event_id,
                 )
 
-    async def _dead_letter_refused(self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]) -> None:
-        for (record, _), outcome in zip(batch, outcomes, strict=True):
-            if outcome.error is not None:
-                logger.warning("record %s/%d@%d refused by the store: %s", *record.origin, outcome.error)
-                metrics.customer_created_total.labels(status="rejected").inc()
-                await self._dead_letter(record, outcome.error, attempts=1)
+    async def _dead_letter_refused(
+        self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]
+    ) -> tuple[TransientError, list[Record]] | None:
+        refused = [
+            (record, outcome.error) for (record, _), outcome in zip(batch, outcomes, strict=True) if outcome.error
+        ]
+        for record, error in refused:
+            logger.warning("record %s/%d@%d refused by the store: %s", *record.origin, error)
+        reasons = [error for _, error in refused]
+        left = await self._dead_letter_all([record for record, _ in refused], None, 1, reasons)
+        if left is not None:
+            return left.error, list(left.records)
+        metrics.customer_created_total.labels(status="rejected").inc(len(refused))
+        return None
+
+    async def _dead_letter_all(
+        self,
+        records: Sequence[Record],
+        error: BaseException | None,
+        attempts: int,
+        errors: Sequence[BaseException] | None = None,
+    ) -> Unfinished | None:
+        """Dead-letter each record (with ``error``, or its own in ``errors``); return those Kafka refused."""
+        left: list[Record] = []
+        failure: TransientError | None = None
+        for index, record in enumerate(records):
+            reason = errors[index] if errors is not None else error
+            assert reason is not None
+            try:
+                await self._dead_letter(record, reason, attempts)
+            except TransientError as refused:
+                failure = refused
+                left.append(record)
+        if failure is None:
+            return None
+        logger.error("Kafka refused %d dead letter(s): %s", len(left), failure)
+        return Unfinished(tuple(left), failure)
 
     async def _dead_letter(self, record: Record, error: BaseException, attempts: int) -> None:
+        await self.publisher.dead_letter(record.key, record.value, record.origin, error, attempts, record.headers)
         metrics.dead_lettered_total.labels(error_class=type(error).__name__).inc()
-        await with_backoff(
-            lambda: self.publisher.dead_letter(
-                record.key, record.value, record.origin, error, attempts, record.headers
-            ),
-            self.backoff,
-            "dead-letter",
-        )
 
 
 @dataclass

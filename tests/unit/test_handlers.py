@@ -412,16 +412,17 @@ async def test_a_record_dead_lettered_for_kafka_is_republished_when_replayed_to_
     assert causations(publisher) == [str(event_id(1))]
 
 
-async def test_a_failure_to_mark_events_published_is_logged_and_the_batch_still_completes(
+async def test_a_failure_to_mark_events_published_is_logged_once_and_the_batch_still_completes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # marking is an optimisation (it spares a redelivery one publish): not worth holding the batch
     store, publisher = FakeCustomerStore(), FakePublisher()
     store.failures.always("mark_published", StoreUnavailable("down"))
     caplog.set_level(logging.WARNING)
 
     await make_handler(store, publisher).handle(batch(user_document(1)))
 
-    assert store.failures.calls["mark_published"] == ATTEMPTS
+    assert store.failures.calls["mark_published"] == 1
     assert causations(publisher) == [str(event_id(1))]
     assert publisher.dead_letters == []
     assert any("could not mark 1 event(s) published" in entry.getMessage() for entry in caplog.records)
