@@ -24,7 +24,7 @@ from acme_customer.domain.clock import parse_rfc3339
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
 from acme_customer.errors import InvalidEvent, PermanentError, TransientError
-from acme_customer.faults import crash_point
+from acme_customer.faults import crash_point, failure_point
 from acme_customer.service_layer.create_customers import Outcome, create_customers
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel, project_customers
@@ -227,6 +227,7 @@ class IdentityEventHandler:
 
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
         started = time.perf_counter()
+        failure_point("create", (str(user.user_id) for user in users))
         outcomes = await create_customers(users, self.store, self.now)
         metrics.processing_attempts_total.labels(agent="user_registered", outcome="ok").inc()
         metrics.customer_creation_duration_seconds.observe(time.perf_counter() - started)

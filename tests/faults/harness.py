@@ -408,7 +408,7 @@ class Run:
     # -- workers --
     def worker_env(self, backoff: str = FAST_BACKOFF, **extra: str) -> dict[str, str]:
         env = {**self.stack.env, **WORKER_ENV, "RETRY_BACKOFF_SECONDS": backoff, **extra}
-        for name in ("ACME_FAULT_POINT", "ACME_FAULT_TRIGGER"):
+        for name in ("ACME_FAULT_POINT", "ACME_FAULT_TRIGGER", "ACME_FAULT_KEY"):
             if name not in extra:
                 env.pop(name, None)
         return env

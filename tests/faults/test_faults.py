@@ -5,18 +5,21 @@ DESIGN.md invariant over the final state (harness.check_invariants) and records 
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from acme_customer.faults import POINTS
-from tests.e2e.conftest import as_record, user_registered, wait_for
+from tests.e2e.conftest import Worker, as_record, http_json, http_text, user_registered, wait_for
 from tests.faults.harness import (
     DEFAULT_BACKOFF,
     SESSION_TIMEOUT_S,
+    USER_EVENTS,
     Producer,
     Run,
     Scenario,
@@ -269,3 +272,114 @@ def test_8_frozen_worker_resumed_as_a_zombie(run: Run) -> None:
     _finish(run, producer, timeout=120)
     for line in _log_lines(zombie.log_path, "CommitFailed", "rebalance", "Revoking", "ERROR", limit=3):
         print("  zombie:", line[:200])
+
+
+# -- 10-12: a failure confined to one partition (the lanes) -----------------------------------------
+
+SICK = 5  # the partition whose first record fails while the trigger file exists
+
+
+def _retries(worker: Worker) -> float:
+    """The worker's count of retried attempts (processing_attempts_total, outcome=retry)."""
+    try:
+        text = http_text(f"{worker.url}/metrics")
+    except OSError:
+        return 0.0
+    found = re.search(r'processing_attempts_total\{agent="user_registered",outcome="retry"\} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def _processed(run: Run, events: list[dict[str, Any]]) -> int:
+    ids = [event["eventId"] for event in events]
+    return int(run.stack.sql("SELECT COUNT(*) FROM processed_events WHERE event_id = ANY(%s::uuid[])", (ids,))[0][0])
+
+
+def _sick_partition(run: Run, trigger: Path) -> tuple[Worker, list[dict[str, Any]], int, Producer]:
+    """A worker whose creation of one user fails while ``trigger`` exists; that user's event first in
+    partition SICK with ten more behind it, ten events in each other partition, then the regular stream.
+    Returns the worker, the sick partition's events in offset order, the first one's offset, the producer."""
+    trigger.touch()
+    in_order = [user_registered() for _ in range(11)]
+    elsewhere = {p: [user_registered() for _ in range(10)] for p in range(12) if p != SICK}
+    for event in [*in_order, *(e for events in elsewhere.values() for e in events)]:
+        run.valid_events[event["eventId"]] = event
+    worker = run.start_worker(
+        run.worker_env(
+            DEFAULT_BACKOFF,
+            ACME_FAULT_POINT="create",
+            ACME_FAULT_KEY=in_order[0]["payload"]["userId"],
+            ACME_FAULT_TRIGGER=str(trigger),
+        )
+    )
+    first_offset = run.stack.end_offsets(USER_EVENTS)[SICK]
+    run.produce([as_record(event) for event in in_order], partition=SICK)
+    for partition, events in elsewhere.items():
+        run.produce([as_record(event) for event in events], partition=partition)
+    scenario = Scenario(seed=1000 + SICK)
+    run.use(scenario)
+    producer = Producer(run, scenario.chunks(CHUNKS), PAUSE_S)
+    producer.start()
+    others = [e for events in elsewhere.values() for e in events]
+    wait_for(lambda: _processed(run, others) == len(others), 20, "the other partitions while one retries", 0.2)
+    wait_for(lambda: _retries(worker) >= 3, 20, "three retries of the failing partition", 0.2)
+    return worker, in_order, first_offset, producer
+
+
+def _assert_created_in_order(run: Run, in_order: list[dict[str, Any]]) -> None:
+    rows = dict(
+        run.stack.sql(
+            "SELECT user_id::text, customer_number FROM customers WHERE user_id = ANY(%s::uuid[])",
+            ([event["payload"]["userId"] for event in in_order],),
+        )
+    )
+    numbers = [str(rows.get(event["payload"]["userId"], "")) for event in in_order]
+    assert "" not in numbers, f"a user of the failing partition has no customer: {numbers}"
+    assert numbers == sorted(numbers), f"the failing partition was not processed in offset order: {numbers}"
+
+
+def test_10_a_partition_in_retry_holds_back_only_itself(run: Run, tmp_path: Path) -> None:
+    """AC-09: while one record keeps failing, the other 11 partitions are processed, the records behind it
+    in its partition wait (order), the web views answer; when it recovers, it and its followers follow."""
+    trigger = tmp_path / "failing"
+    worker, in_order, _, producer = _sick_partition(run, trigger)
+    assert _processed(run, in_order) == 0, "records behind the failing one were processed out of order"
+    status, body = http_json(f"{worker.url}/ready")
+    assert status == 200 and body["assignedPartitions"] >= 12, body
+    trigger.unlink()
+    run.fault_ended()
+    _finish(run, producer, timeout=120)
+    _assert_created_in_order(run, in_order)
+
+
+def test_11_sigterm_during_a_retry_stops_within_30_s_and_skips_nothing(run: Run, tmp_path: Path) -> None:
+    """Graceful shutdown abandons the batch in retry without committing past it (faust-streaming #606,
+    #315: an offset committed past a record in flight, a failed record skipped on restart)."""
+    trigger = tmp_path / "failing"
+    worker, in_order, first_offset, producer = _sick_partition(run, trigger)
+    began = time.monotonic()
+    worker.stop(timeout=30)  # raises when the worker is still running 30 s after SIGTERM
+    run.notes.append(f"stopped {time.monotonic() - began:.1f} s after SIGTERM, mid-retry")
+    committed = committed_offsets(run.stack)[SICK]
+    assert committed <= first_offset, f"offset {committed} committed past the unfinished record at {first_offset}"
+    trigger.unlink()
+    run.start_worker(run.worker_env(DEFAULT_BACKOFF))
+    run.fault_ended()
+    _finish(run, producer, timeout=120)
+    _assert_created_in_order(run, in_order)
+
+
+def test_12_a_rebalance_during_a_retry_does_not_wait_for_it(run: Run, tmp_path: Path) -> None:
+    """A second worker joins while a partition retries: the rebalance abandons the lane instead of waiting
+    for its backoff, the new member gets partitions, and nothing is processed twice (faust-streaming #502)."""
+    trigger = tmp_path / "failing"
+    first, in_order, first_offset, producer = _sick_partition(run, trigger)
+    began = time.monotonic()
+    second = run.start_worker(first.env, wait=False)  # the same failure, whichever member owns SICK
+    ready = wait_for(second.ready, 30, "the second worker to get partitions while the first retries", 0.25)
+    run.notes.append(f"second worker had {ready['assignedPartitions']} partitions {time.monotonic() - began:.1f} s")
+    assert committed_offsets(run.stack)[SICK] <= first_offset
+    trigger.unlink()
+    run.fault_ended()
+    _finish(run, producer, timeout=120)
+    _assert_created_in_order(run, in_order)
+    assert first.process is not None and first.process.poll() is None, "the first worker died"
