@@ -16,7 +16,6 @@ from typing import Any
 from uuid import UUID
 
 import faust
-from faust.types import TP
 from faust.web import Request, Response, View
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -140,19 +139,10 @@ def _release(message: Any) -> None:
 
 
 def _partition_lanes(services: Any) -> PartitionLanes:
-    def pause(partition: tuple[str, int]) -> None:
-        app.consumer.pause_partitions({TP(*partition)})
-
-    def resume(partition: tuple[str, int]) -> None:
-        if TP(*partition) in app.consumer.assignment():
-            app.consumer.resume_partitions({TP(*partition)})
-
     lanes = PartitionLanes(
         services.identity_events,
         services.settings.retry_backoff,
         services.settings.batch_size,
-        pause=pause,
-        resume=resume,
         accepting=app.flow_control.is_active,
     )
     # Faust clears the queues its flow control manages when it suspends the flow, before it

@@ -69,9 +69,14 @@ class _Lane:
 class PartitionLanes:
     """Runs batches for the agent so that a retry holds back only its own partition.
 
-    ``pause``/``resume`` stop and restart fetching a partition while it has a lane;
     ``accepting`` says whether the consumer still owns its partitions (False while Faust
     stops or rebalances); ``halt`` abandons every lane.
+
+    A partition in a lane keeps being fetched: its new records queue in the lane's backlog.
+    Pausing it instead is unsafe with faust-streaming 0.15.3, whose fetch loop drops the
+    already-fetched records of a partition paused mid-iteration, then counts the skipped
+    offsets as a gap it may commit past (docs/local-stack.md). The backlog is bounded by the
+    retry schedule times the partition's rate.
     """
 
     def __init__(
@@ -79,15 +84,11 @@ class PartitionLanes:
         handler: Attempts,
         delays: Sequence[float],
         batch_size: int,
-        pause: Callable[[Partition], None] = lambda partition: None,
-        resume: Callable[[Partition], None] = lambda partition: None,
         accepting: Callable[[], bool] = lambda: True,
     ):
         self.handler = handler
         self.delays = list(delays)
         self.batch_size = batch_size
-        self._pause = pause
-        self._resume = resume
         self._accepting = accepting
         self._lanes: dict[Partition, _Lane] = {}
 
@@ -157,7 +158,6 @@ class PartitionLanes:
                 delivery.release()
             return
         self._lanes[partition] = lane
-        self._pause(partition)
         logger.warning(
             "partition %s/%d waits for a retry (%d record(s)); the other partitions go on",
             *partition,
@@ -176,7 +176,6 @@ class PartitionLanes:
                 await _ack(lane.waiting)
                 if not lane.backlog:
                     del self._lanes[lane.partition]
-                    self._resume(lane.partition)
                     logger.info("partition %s/%d rejoined the shared batches", *lane.partition)
                     return
                 lane.waiting = lane.backlog[: self.batch_size]
@@ -191,7 +190,6 @@ class PartitionLanes:
             logger.exception("partition lane %s/%d failed; abandoning it", *lane.partition)
             if self._lanes.get(lane.partition) is lane:
                 del self._lanes[lane.partition]
-                self._resume(lane.partition)
             for delivery in [*lane.waiting, *lane.backlog]:
                 delivery.release()
 

@@ -47,6 +47,9 @@ def fault_stack(database_url: str, mongodb_uri: str, topics: None) -> Iterator[S
     for component in ("postgres", "mongo", "kafka"):  # a failed test may leave one stopped
         if not component_running(component):
             devstack("start", component)
+    if os.environ.get("KEEP_FAULT_DB"):
+        print("kept database", database)
+        return
     with contextlib.suppress(Exception):
         MongoClient(mongodb_uri).drop_database(database)
     with contextlib.suppress(Exception), psycopg.connect(database_url, autocommit=True) as connection:

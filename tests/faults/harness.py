@@ -385,13 +385,8 @@ class Run:
         assert not foreign, "foreign faust workers would take this run's partitions: " + "; ".join(foreign)
         self.since_customer = stack.end_offsets(CUSTOMER_EVENTS)
         self.since_dlq = stack.end_offsets(DLQ)
-        lag = {
-            p: end - committed
-            for (p, end), committed in zip(
-                stack.end_offsets(USER_EVENTS).items(), committed_offsets(stack).values(), strict=True
-            )
-            if end > committed
-        }
+        committed = committed_offsets(stack)
+        lag = {p: end - committed[p] for p, end in stack.end_offsets(USER_EVENTS).items() if end > committed[p]}
         if lag:
             self.notes.append(f"group customer-service had a backlog at start: {sum(lag.values())} record(s)")
         self.monitor.start()
