@@ -94,10 +94,11 @@ async def retry_unfinished(
             logger.error(
                 "giving up on %d record(s) after %d attempts: %s", len(unfinished.records), attempt, unfinished.error
             )
-            unfinished = await handler.give_up(unfinished, attempt)
-            if unfinished is not None:
+            while (refused := await handler.give_up(unfinished, attempt)) is not None:
+                # the dead letters carry the reason they were given up for, not Kafka's refusal
+                unfinished = Unfinished(refused.records, unfinished.error)
                 await sleep(delays[-1] if delays else 1.0)
-            continue
+            return
         delay = delays[attempt - 1]
         logger.warning(
             "%d record(s) failed (attempt %d of %d): %s; retrying in %.1fs",

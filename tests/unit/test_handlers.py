@@ -20,6 +20,7 @@ from acme_customer.errors import (
     ReadModelConflict,
     ReadModelUnavailable,
     RecordRejected,
+    RegistryUnavailable,
     StoreConflict,
     StoreUnavailable,
 )
@@ -426,6 +427,46 @@ async def test_a_failure_to_mark_events_published_is_logged_once_and_the_batch_s
     assert causations(publisher) == [str(event_id(1))]
     assert publisher.dead_letters == []
     assert any("could not mark 1 event(s) published" in entry.getMessage() for entry in caplog.records)
+
+
+async def test_a_record_that_cannot_be_read_yet_holds_back_its_partition_and_not_the_others() -> None:
+    # the registry is down for one record: it and the later records of its partition are left for a
+    # retry (the partition's order); the record of another partition is created in the same attempt
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    unreadable = json.dumps(user_document(2)).encode()
+
+    async def decode_or_fail(value: bytes | None) -> Any:
+        if value == unreadable:
+            raise RegistryUnavailable("schema registry unreachable")
+        return await decode(value)
+
+    handler = IdentityEventHandler(store, publisher, decode_or_fail, NO_WAIT, now=lambda: STORY_MOMENT)
+    first, held, after, elsewhere = (
+        Record(IDENTITY_TOPIC, 0, 10, None, json.dumps(user_document(1)).encode(), []),
+        Record(IDENTITY_TOPIC, 0, 11, None, unreadable, []),
+        Record(IDENTITY_TOPIC, 0, 12, None, json.dumps(user_document(3)).encode(), []),
+        Record(IDENTITY_TOPIC, 1, 10, None, json.dumps(user_document(4)).encode(), []),
+    )
+
+    unfinished = await handler.attempt([first, held, after, elsewhere])
+
+    assert unfinished is not None
+    assert unfinished.records == (held, after)
+    assert isinstance(unfinished.error, RegistryUnavailable)
+    assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(4))])
+    assert publisher.dead_letters == []
+
+
+async def test_a_record_whose_dead_letter_kafka_refuses_after_the_last_retry_is_dead_lettered_once_later() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.always("commit", StoreUnavailable("down"))
+    publisher.failures.fail("dead_letter", PublishFailed("no acknowledgement"), times=2)
+
+    await make_handler(store, publisher).handle(batch(user_document(1)))
+
+    assert publisher.failures.calls["dead_letter"] == 3
+    (dead,) = publisher.dead_letters
+    assert (dead.error_class, dead.attempts) == ("StoreUnavailable", ATTEMPTS)
 
 
 async def test_a_dead_letter_that_kafka_refuses_at_first_is_retried() -> None:
