@@ -31,6 +31,10 @@ class ReadModel(abc.ABC):
     @abc.abstractmethod
     async def upsert(self, documents: Sequence[dict[str, Any]]) -> int: ...
 
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """Whether the read model answers now (cheap; never raises)."""
+
 
 def _customer_ids(envelopes: Sequence[dict[str, Any]]) -> list[UUID]:
     ids = []

@@ -311,12 +311,19 @@ class FakeProfiles(ProfileSource):
 
 
 class FakeReadModel(ReadModel):
-    """Documents by ``_id``, replaced only by a higher ``_version``; ``failures`` operation: "upsert"."""
+    """Documents by ``_id``, replaced only by a higher ``_version``; ``failures`` operations: "upsert", "ping"."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         self.upserts: list[list[dict[str, Any]]] = []  # every batch that was accepted
         self.failures = FailurePlan()
+
+    async def ping(self) -> bool:
+        try:
+            self.failures.check("ping")
+        except Exception:
+            return False
+        return True
 
     async def upsert(self, documents: Sequence[dict[str, Any]]) -> int:
         self.failures.check("upsert", list(documents))
