@@ -147,11 +147,11 @@ class IdentityEventHandler:
             return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
             logger.exception("unexpected error in a batch of %d record(s); dead-lettering the batch", len(records))
-            return await self._dead_letter_all(records, error, attempts=1)
+            return await self._dead_letter_all(records, [error] * len(records), attempts=1)
 
     async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
         """Dead-letter records whose retries are exhausted; return those Kafka refused too."""
-        return await self._dead_letter_all(unfinished.records, unfinished.error, attempts)
+        return await self._dead_letter_all(unfinished.records, [unfinished.error] * len(unfinished.records), attempts)
 
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
         position = {record.origin: index for index, record in enumerate(records)}
@@ -281,31 +281,31 @@ class IdentityEventHandler:
         ]
         for record, error in refused:
             logger.warning("record %s/%d@%d refused by the store: %s", *record.origin, error)
-        reasons = [error for _, error in refused]
-        left = await self._dead_letter_all([record for record, _ in refused], None, 1, reasons)
+        left = await self._dead_letter_all([record for record, _ in refused], [error for _, error in refused], 1)
         if left is not None:
             return left.error, list(left.records)
         metrics.customer_created_total.labels(status="rejected").inc(len(refused))
         return None
 
     async def _dead_letter_all(
-        self,
-        records: Sequence[Record],
-        error: BaseException | None,
-        attempts: int,
-        errors: Sequence[BaseException] | None = None,
+        self, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
     ) -> Unfinished | None:
-        """Dead-letter each record (with ``error``, or its own in ``errors``); return those Kafka refused."""
+        """Dead-letter each record with its reason; return those Kafka refused.
+
+        All are sent before any acknowledgement is awaited: one round trip for a batch, not one each.
+        """
+        sent = await asyncio.gather(
+            *(self._dead_letter(record, reason, attempts) for record, reason in zip(records, reasons, strict=True)),
+            return_exceptions=True,
+        )
         left: list[Record] = []
         failure: TransientError | None = None
-        for index, record in enumerate(records):
-            reason = errors[index] if errors is not None else error
-            assert reason is not None
-            try:
-                await self._dead_letter(record, reason, attempts)
-            except TransientError as refused:
-                failure = refused
+        for record, outcome in zip(records, sent, strict=True):
+            if isinstance(outcome, TransientError):
+                failure = outcome
                 left.append(record)
+            elif isinstance(outcome, BaseException):
+                raise outcome
         if failure is None:
             return None
         logger.error("Kafka refused %d dead letter(s): %s", len(left), failure)
