@@ -150,8 +150,30 @@ class IdentityEventHandler:
             return await self._dead_letter_all(records, [error] * len(records), attempts=1)
 
     async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
-        """Dead-letter records whose retries are exhausted; return those Kafka refused too."""
-        return await self._dead_letter_all(unfinished.records, [unfinished.error] * len(unfinished.records), attempts)
+        """Dead-letter records whose retries are exhausted; return those Kafka refused too.
+
+        Several records are first tried once more one at a time (in order), so that a record
+        that keeps failing does not take the neighbours it shared a transaction with to the DLQ.
+        Two failures in a row mean the dependency is down for all: the rest go as they are.
+        """
+        doomed: list[Record] = []
+        reasons: list[BaseException] = []
+        if len(unfinished.records) > 1:
+            in_a_row = 0
+            for index, record in enumerate(unfinished.records):
+                if in_a_row >= 2:
+                    rest = unfinished.records[index:]
+                    doomed.extend(rest)
+                    reasons.extend([unfinished.error] * len(rest))
+                    break
+                left = await self.attempt([record])
+                in_a_row = 0 if left is None else in_a_row + 1
+                if left is not None:
+                    doomed.extend(left.records)
+                    reasons.extend([left.error] * len(left.records))
+        else:
+            doomed, reasons = list(unfinished.records), [unfinished.error]
+        return await self._dead_letter_all(doomed, reasons, attempts)
 
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
         position = {record.origin: index for index, record in enumerate(records)}

@@ -341,7 +341,7 @@ async def test_ac09_a_store_unavailable_on_every_attempt_dead_letters_every_vali
 
     await make_handler(store, publisher).handle(batch(user_document(1), b"not json", user_document(3)))
 
-    assert store.failures.calls["commit"] == ATTEMPTS
+    assert store.failures.calls["commit"] == ATTEMPTS + 2  # then each of the two alone, once
     assert sample("processing_attempts_total", agent="user_registered", outcome="exhausted") == exhausted + 1
     assert sorted((dead.origin[2], dead.error_class, dead.attempts) for dead in publisher.dead_letters) == [
         (100, "StoreUnavailable", ATTEMPTS),
@@ -353,6 +353,31 @@ async def test_ac09_a_store_unavailable_on_every_attempt_dead_letters_every_vali
     }
     assert publisher.published == []
     assert (store.customers, store.events, store.processed, store.counters) == ({}, {}, {}, {})
+
+
+async def test_after_the_last_retry_only_the_record_that_keeps_failing_is_dead_lettered_not_its_neighbours() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    stuck = StoreUnavailable("lock timeout")
+    store.failures.always(
+        "add_customers", stuck, when=lambda customers: any(c.user_id == user_id(2) for c in customers)
+    )
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2), user_document(3)))
+
+    assert [(dead.origin[2], dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [
+        (101, "StoreUnavailable", ATTEMPTS)
+    ]
+    assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(3))])
+
+
+async def test_after_the_last_retry_two_failures_in_a_row_send_the_rest_to_the_dlq_without_more_attempts() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.always("commit", StoreUnavailable("down"))
+
+    await make_handler(store, publisher).handle(batch(*(user_document(n) for n in range(1, 11))))
+
+    assert store.failures.calls["commit"] == ATTEMPTS + 2
+    assert len(publisher.dead_letters) == 10
 
 
 async def test_a_batch_that_exhausted_its_retries_is_not_remembered_as_processed() -> None:
