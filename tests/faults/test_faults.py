@@ -18,6 +18,8 @@ from acme_customer.faults import POINTS
 from tests.e2e.conftest import Worker, as_record, http_json, http_text, user_registered, wait_for
 from tests.faults.harness import (
     DEFAULT_BACKOFF,
+    DLQ,
+    FAST_BACKOFF,
     SESSION_TIMEOUT_S,
     USER_EVENTS,
     Producer,
@@ -382,3 +384,42 @@ def test_12_a_rebalance_during_a_retry_does_not_wait_for_it(run: Run, tmp_path: 
     _finish(run, producer, timeout=120)
     _assert_created_in_order(run, in_order)
     assert first.process is not None and first.process.poll() is None, "the first worker died"
+
+
+def test_13_after_the_last_retry_the_record_is_dead_lettered_and_its_partition_moves_on(
+    run: Run, tmp_path: Path
+) -> None:
+    """AC-09: a record still failing after 5 retries goes to the DLQ with x-attempts 6, alone (the records
+    behind it, which failed with it in one transaction, are created), and its partition moves on."""
+    trigger = tmp_path / "failing"
+    trigger.touch()  # never removed: the record fails for good
+    in_order = [user_registered() for _ in range(6)]
+    sick = in_order[0]
+    run.start_worker(
+        run.worker_env(
+            FAST_BACKOFF,
+            ACME_FAULT_POINT="create",
+            ACME_FAULT_KEY=sick["payload"]["userId"],
+            ACME_FAULT_TRIGGER=str(trigger),
+        )
+    )
+    since = run.stack.end_offsets(DLQ)
+    first_offset = run.stack.end_offsets(USER_EVENTS)[SICK]
+    run.produce([as_record(event) for event in in_order], partition=SICK)
+    key = as_record(sick)[0]
+    (dead,) = [
+        r for r in run.stack.read_since(DLQ, since, lambda found: any(r.key == key for r in found)) if r.key == key
+    ]
+    headers = {name: value.decode() for name, value in dead.headers}
+    assert headers["x-attempts"] == "6"
+    assert headers["x-error-class"] == "StoreUnavailable"
+    assert (headers["x-original-partition"], headers["x-original-offset"]) == (str(SICK), str(first_offset))
+    assert dead.value == as_record(sick)[1]
+    followers = in_order[1:]
+    wait_for(lambda: _processed(run, followers) == len(followers), 30, "the records behind the dead-lettered one")
+    assert _processed(run, [sick]) == 0
+    after = [user_registered()]
+    run.produce([as_record(event) for event in after], partition=SICK)
+    wait_for(lambda: _processed(run, after) == 1, 30, "a later record of the same partition")
+    added = sum(run.stack.end_offsets(DLQ).values()) - sum(since.values())
+    assert added == 1, f"{added} records dead-lettered; only the failing one should be"
