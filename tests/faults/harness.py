@@ -425,9 +425,9 @@ class Run:
         if sig == signal.SIGKILL:
             worker.process.wait(timeout=10)
 
-    def fault_ended(self, metric: str = "processed") -> float:
-        """Mark the end of a fault; progress on ``metric`` is measured from the count at this moment."""
-        now = time.monotonic()
+    def fault_ended(self, metric: str = "processed", at: float | None = None) -> float:
+        """Mark the end of a fault (now, or at ``at``); progress on ``metric`` is measured from the count then."""
+        now = time.monotonic() if at is None else at
         baseline: int | None = None
         with contextlib.suppress(Exception):
             if metric == "processed":

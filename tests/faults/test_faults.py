@@ -4,6 +4,7 @@ DESIGN.md invariant over the final state (harness.check_invariants) and records 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo.errors import PyMongoError
 
 from acme_customer.faults import POINTS
 from tests.e2e.conftest import Worker, as_record, http_json, http_text, user_registered, wait_for
@@ -35,7 +37,9 @@ from tests.faults.harness import (
 pytestmark = pytest.mark.faults
 
 CHUNKS = 10
-STAND_IN_CATCH_UP_S = 10.0
+CATCH_UP_S = 2.0  # AC-05: the read model catches up within 2 s of MongoDB's return
+# what an outside probe can show on the SQLite-backed stand-in, whose every lookup scans (test 3)
+STAND_IN_CATCH_UP_S = 5.0
 PAUSE_S = 1.5  # between chunks: the input arrives over ~15 s, so faults land mid-run
 
 
@@ -179,35 +183,38 @@ def test_3_mongo_stopped_for_30_s_read_model_catches_up_within_2_s(run: Run) -> 
         "PostgreSQL to hold every event while MongoDB is down",
         0.5,
     )
+    # The customers created last (the end of the backlog), read from PostgreSQL before MongoDB returns,
+    # then polled with one `$in` query from a client made after the return. On the SQLite-backed
+    # stand-in every lookup scans the collection (~0.1 s at this size, more while the worker writes):
+    # thirty `find_one`s per poll measured the probe (5-8 s), not the read model, which the worker's
+    # own log shows complete about 2 s after the server process starts.
+    latest = [str(row[0]) for row in run.stack.sql("SELECT id FROM customers ORDER BY created_at DESC LIMIT 30")]
+    (customers,) = run.stack.sql("SELECT COUNT(*) FROM customers")[0]
     time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
     devstack("start", "mongo")
-    back = run.fault_ended("mongo")
-    (customers,) = run.stack.sql("SELECT COUNT(*) FROM customers")[0]
+    back = time.monotonic()
     collection = run.stack.mongo()
-    at_return = run.fault_ends[-1][2]
-    # Probe with primary-key lookups of the customers created last (the end of the backlog):
-    # counting or scanning on the SQLite-backed stand-in waits behind the worker's writes and
-    # would time the probe rather than the read model. The full count is checked afterwards.
-    latest = [str(row[0]) for row in run.stack.sql("SELECT id FROM customers ORDER BY created_at DESC LIMIT 30")]
     pending = set(latest)
     caught_up = None
     while time.monotonic() - back < 30:
-        pending = {customer_id for customer_id in pending if collection.find_one({"_id": customer_id}) is None}
+        with contextlib.suppress(PyMongoError):
+            pending -= {document["_id"] for document in collection.find({"_id": {"$in": sorted(pending)}}, {"_id": 1})}
         if not pending:
             caught_up = time.monotonic() - back
             break
         time.sleep(0.02)
+    run.fault_ended("mongo", at=back)
     run.notes.append(
-        f"read model: {at_return} of {customers} documents when `devstack start mongo` returned; the last"
-        f" {len(latest)} customers created were all in MongoDB after {caught_up and round(caught_up, 2)} s"
+        f"read model: the last {len(latest)} of {customers} customers were all in MongoDB"
+        f" {caught_up and round(caught_up, 2)} s after `devstack start mongo` returned"
     )
-    # The story's bound is 2 s. On the SQLite-backed stand-in the worker drains the backlog
-    # (~1,000 documents) in about 2-3 s after the server is back (its own log), and probes from
-    # outside wait behind those writes; see docs/reliability-results.md. This asserts that the
-    # read model does catch up, promptly, on the stand-in; the 2 s bound stays open (issue 4).
+    # The worker's own log puts the end of its backlog about 2 s after the server process starts (about
+    # 0.5 s after `devstack start` returns); the probe's scans add 2-3 s on the stand-in. This asserts
+    # the stand-in's bound; AC-05's 2 s (CATCH_UP_S) stays a claim the stand-in cannot prove from outside.
     if caught_up is None or caught_up > STAND_IN_CATCH_UP_S:
         run.failures.append(
-            f"read model caught up after {caught_up and round(caught_up, 2)} s (limit {STAND_IN_CATCH_UP_S} s)"
+            f"read model caught up after {caught_up and round(caught_up, 2)} s"
+            f" (stand-in bound {STAND_IN_CATCH_UP_S} s; AC-05: {CATCH_UP_S} s)"
         )
     complete_at = run.wait_complete(60)
     check_invariants(run.stack, run, complete_at)
