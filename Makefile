@@ -23,7 +23,7 @@ demo: stack
 	$(STACK_ENV); $(BIN)/acme-customer demo
 
 ## the whole test suite against the real local stack, with lint, types and coverage,
-## then the slower fault-injection suite (kills and outages, ~8 minutes)
+## then the slower fault-injection suite (kills, outages, retries; ~10 minutes)
 test: stack lint
 	$(STACK_ENV); $(BIN)/acme-customer schemas check
 	$(STACK_ENV); $(BIN)/pytest -m "not faults and not soak" --cov=acme_customer --cov-report=term --cov-fail-under=90
