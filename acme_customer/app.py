@@ -138,12 +138,14 @@ def _release(message: Any) -> None:
     app.consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
 
 
-def _partition_lanes(services: Any) -> PartitionLanes:
+def _partition_lanes(handler: Any, batch_size: int, agent: str, sleep: Any = asyncio.sleep) -> PartitionLanes:
     lanes = PartitionLanes(
-        services.identity_events,
-        services.settings.retry_backoff,
-        services.settings.batch_size,
+        handler,
+        container.services.settings.retry_backoff,
+        batch_size,
         accepting=app.flow_control.is_active,
+        sleep=sleep,
+        agent=agent,
     )
     # Faust clears the queues its flow control manages when it suspends the flow, before it
     # waits for the records in flight (rebalance, shutdown): the moment to abandon the lanes.
@@ -158,7 +160,7 @@ async def user_registered(stream: Any) -> None:
     """UserRegistered -> customer in PostgreSQL -> CustomerRegistered on customer.events."""
     services = await container.wait_started()
     settings = services.settings
-    lanes = _partition_lanes(services)
+    lanes = _partition_lanes(services.identity_events, settings.batch_size, "user_registered")
     async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_seconds):
         deliveries = _deliveries(stream, events)
         records = [delivery.record for delivery in deliveries]
@@ -175,10 +177,13 @@ async def project_customer(stream: Any) -> None:
     """CustomerRegistered -> the customer's document in MongoDB."""
     services = await container.wait_started()
     settings = services.settings
-    # larger batches than the creation side: after a MongoDB outage the backlog must drain fast
-    batches = stream.take_events(settings.projection_batch_size, within=settings.batch_within_seconds)
-    async for events in batches:
-        await services.customer_events.handle(_records(events))
+    projector = services.customer_events
+    # larger batches than the creation side: after a MongoDB outage the backlog must drain fast;
+    # a lane waits with the projector's own wait, which ends as soon as MongoDB answers again
+    lanes = _partition_lanes(projector, settings.projection_batch_size, "project_customer", projector.wait_before_retry)
+    async for events in stream.noack_take(settings.projection_batch_size, within=settings.batch_within_seconds):
+        await lanes.submit(_deliveries(stream, events))
+        del events  # a released record must not stay referenced here
 
 
 # -- web views --------------------------------------------------------------------------------

@@ -9,14 +9,13 @@ refused. The batch is finished (and may be acknowledged) only when this returns.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from acme_customer import observability as metrics
@@ -28,7 +27,7 @@ from acme_customer.faults import crash_point, failure_point
 from acme_customer.service_layer.create_customers import Outcome, create_customers
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel, project_customers
-from acme_customer.service_layer.retry import RetriesExhausted, with_backoff
+from acme_customer.service_layer.retry import Unfinished, retry_unfinished
 
 logger = logging.getLogger(__name__)
 Decoder = Callable[[bytes | None], Awaitable[Any]]  # the codec at the edge, for one topic
@@ -53,65 +52,6 @@ class ProcessedCache:
         self._seen.move_to_end(event_id)
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
-
-
-@dataclass(frozen=True)
-class Unfinished:
-    """The records one attempt could not finish for a transient reason, and that reason.
-
-    Attempting them again is safe: every step is idempotent (the ``processed_events`` key,
-    the stored event re-published when it never reached Kafka).
-    """
-
-    records: tuple[Record, ...]
-    error: TransientError
-
-
-class Attempts(Protocol):
-    """What a retry loop drives: one attempt at a time, then a way to give up."""
-
-    async def attempt(self, records: Sequence[Record]) -> Unfinished | None: ...
-
-    async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None: ...
-
-
-async def retry_unfinished(
-    handler: Attempts,
-    unfinished: Unfinished | None,
-    delays: Sequence[float],
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    agent: str = "user_registered",
-) -> None:
-    """Attempt ``unfinished`` again after each delay; after the last, give up (dead-letter).
-
-    Each retry is logged and counted. What cannot even be dead-lettered (Kafka down) is
-    tried again at the last delay until it is: nothing is acknowledged before it is somewhere.
-    """
-    attempt = 1
-    while unfinished is not None:
-        if attempt > len(delays):
-            metrics.processing_attempts_total.labels(agent=agent, outcome="exhausted").inc()
-            logger.error(
-                "giving up on %d record(s) after %d attempts: %s", len(unfinished.records), attempt, unfinished.error
-            )
-            while (refused := await handler.give_up(unfinished, attempt)) is not None:
-                # the dead letters carry the reason they were given up for, not Kafka's refusal
-                unfinished = Unfinished(refused.records, unfinished.error)
-                await sleep(delays[-1] if delays else 1.0)
-            return
-        delay = delays[attempt - 1]
-        logger.warning(
-            "%d record(s) failed (attempt %d of %d): %s; retrying in %.1fs",
-            len(unfinished.records),
-            attempt,
-            len(delays) + 1,
-            unfinished.error,
-            delay,
-        )
-        metrics.processing_attempts_total.labels(agent=agent, outcome="retry").inc()
-        await sleep(delay)
-        attempt += 1
-        unfinished = await handler.attempt(unfinished.records)
 
 
 @dataclass
@@ -156,6 +96,9 @@ class IdentityEventHandler:
         that keeps failing does not take the neighbours it shared a transaction with to the DLQ.
         Two failures in a row mean the dependency is down for all: the rest go as they are.
         """
+        logger.error(
+            "giving up on %d record(s) after %d attempts: %s", len(unfinished.records), attempts, unfinished.error
+        )
         doomed: list[Record] = []
         reasons: list[BaseException] = []
         if len(unfinished.records) > 1:
@@ -348,7 +291,7 @@ class CustomerEventProjector:
     backoff: Sequence[float]
     probe_interval: float = 0.25
 
-    async def _wait_or_read_model_back(self, delay: float) -> None:
+    async def wait_before_retry(self, delay: float) -> None:
         """Wait ``delay``, but if the read model is down now, stop waiting as soon as it answers again.
 
         After an outage the backlog then drains at once instead of after the rest of a long
@@ -365,64 +308,71 @@ class CustomerEventProjector:
                 return
 
     async def handle(self, records: Sequence[Record]) -> None:
-        """Project a batch; an unexpected error is logged and counted (the event store can rebuild the read model)."""
+        """Project a batch to the end, retrying in place (the worker's partition lanes retry instead)."""
+        await retry_unfinished(
+            self, await self.attempt(records), self.backoff, self.wait_before_retry, agent="project_customer"
+        )
+
+    async def attempt(self, records: Sequence[Record]) -> Unfinished | None:
+        """Project a batch once; return it when MongoDB (or PostgreSQL, or the registry) failed for now.
+
+        An unreadable record is skipped, a conflicting document logged and counted: the read
+        model can be rebuilt from the event store. An unexpected error is logged and counted
+        the same way rather than leaving the partition stuck.
+        """
         try:
-            await self._handle(records)
-        except Exception:  # deliberately broad: raising would let Faust acknowledge the batch anyway
+            return await self._attempt(records)
+        except Exception:  # deliberately broad: see the docstring
             logger.exception("unexpected error projecting %d record(s)", len(records))
             metrics.dead_lettered_total.labels(error_class="ProjectionError").inc(len(records))
+            return None
 
-    async def _handle(self, records: Sequence[Record]) -> None:
+    async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
+        """Nothing may be skipped: keep the records (the caller tries again at the last delay)."""
+        logger.error(
+            "read model projection of %d record(s) still failing after %d attempts, trying on: %s",
+            len(unfinished.records),
+            attempts,
+            unfinished.error,
+        )
+        return await self.attempt(unfinished.records)
+
+    async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
         envelopes = []
+        unreadable: list[Record] = []
+        error: TransientError | None = None
         for record in records:
             try:
-                document = await with_backoff(functools.partial(self.decode, record.value), self.backoff, "decode")
-            except RetriesExhausted as exhausted:
-                logger.error("skipping undecodable record %s/%d@%d: %s", *record.origin, exhausted.last)
+                document = await self.decode(record.value)
+            except TransientError as failure:  # the registry, for a schema id not cached yet
+                error = failure
+                unreadable.append(record)
                 continue
-            except PermanentError as error:
-                logger.warning("skipping unreadable record %s/%d@%d on customer.events: %s", *record.origin, error)
+            except PermanentError as refused:
+                logger.warning("skipping unreadable record %s/%d@%d on customer.events: %s", *record.origin, refused)
                 continue
             if isinstance(document, dict):
-                envelopes.append(document)
-        if not envelopes:
-            return
-        started = time.perf_counter()
-        failures = 0
-
-        def note_retry(attempt: int, error: Exception) -> None:
-            nonlocal failures
-            failures += 1
-            metrics.processing_attempts_total.labels(agent="project_customer", outcome="retry").inc()
-
-        while True:
+                envelopes.append((record, document))
+        if envelopes:
+            started = time.perf_counter()
             try:
-                await with_backoff(
-                    lambda: project_customers(envelopes, self.source, self.read_model),
-                    self.backoff,
-                    "project read model",
-                    note_retry,
-                    sleep=self._wait_or_read_model_back,
-                )
-                if failures:
-                    logger.info(
-                        "read model projection recovered after %d failed attempt(s), %.1f s",
-                        failures,
-                        time.perf_counter() - started,
-                    )
-                break
-            except PermanentError as error:
+                await project_customers([document for _, document in envelopes], self.source, self.read_model)
+            except TransientError as failure:
+                pending = {record.origin for record in unreadable} | {record.origin for record, _ in envelopes}
+                return Unfinished(tuple(record for record in records if record.origin in pending), failure)
+            except PermanentError as refused:
                 # the read model disagrees with the command store; rebuilding it repairs that
-                logger.error("read model refused a projection: %s", error)
-                metrics.dead_lettered_total.labels(error_class=type(error).__name__).inc()
-                break
-            except RetriesExhausted as exhausted:
-                failures += 1
-                # the read model can always be rebuilt, but nothing may be skipped: keep trying
-                logger.error(
-                    "read model projection still failing after %d attempts: %s", exhausted.attempts, exhausted.last
-                )
-        metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
+                logger.error("read model refused a projection: %s", refused)
+                metrics.dead_lettered_total.labels(error_class=type(refused).__name__).inc()
+            metrics.processing_attempts_total.labels(agent="project_customer", outcome="ok").inc()
+            metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
+            self._observe_lag([document for _, document in envelopes])
+        if error is not None:
+            return Unfinished(tuple(unreadable), error)
+        return None
+
+    @staticmethod
+    def _observe_lag(envelopes: Sequence[dict[str, Any]]) -> None:
         for envelope in envelopes:
             try:
                 lag = (datetime.now(UTC) - parse_rfc3339(str(envelope.get("timestamp")))).total_seconds()

@@ -25,8 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from acme_customer.service_layer.handlers import Attempts, Unfinished, retry_unfinished
 from acme_customer.service_layer.ports import Record
+from acme_customer.service_layer.retry import Attempts, Unfinished, retry_unfinished
 
 logger = logging.getLogger(__name__)
 Partition = tuple[str, int]
@@ -45,25 +45,14 @@ class Delivery:
         return (self.record.topic, self.record.partition)
 
 
-class Halted(Exception):
-    """The lane was abandoned while it waited."""
-
-
 @dataclass(eq=False)
 class _Lane:
     partition: Partition
     waiting: list[Delivery]  # in order; acknowledged together when the lane's work is done
     unfinished: Unfinished | None
     backlog: list[Delivery] = field(default_factory=list)  # arrived while the lane was busy
-    halted: asyncio.Event = field(default_factory=asyncio.Event)
+    halted: bool = False
     task: asyncio.Task[None] | None = None
-
-    async def sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.halted.wait(), timeout=seconds)
-        except TimeoutError:
-            return
-        raise Halted
 
 
 class PartitionLanes:
@@ -85,10 +74,14 @@ class PartitionLanes:
         delays: Sequence[float],
         batch_size: int,
         accepting: Callable[[], bool] = lambda: True,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        agent: str = "user_registered",
     ):
         self.handler = handler
         self.delays = list(delays)
         self.batch_size = batch_size
+        self.agent = agent
+        self._sleep = sleep  # between attempts; a halt cancels it
         self._accepting = accepting
         self._lanes: dict[Partition, _Lane] = {}
 
@@ -132,7 +125,7 @@ class PartitionLanes:
         """Abandon every lane: stop retrying, acknowledge nothing, release every record held."""
         lanes, self._lanes = list(self._lanes.values()), {}
         for lane in lanes:
-            lane.halted.set()
+            lane.halted = True
             if lane.task is not None:
                 lane.task.cancel()
             for delivery in [*lane.waiting, *lane.backlog]:
@@ -170,8 +163,8 @@ class PartitionLanes:
     async def _drive(self, lane: _Lane) -> None:
         try:
             while True:
-                await retry_unfinished(self.handler, lane.unfinished, self.delays, lane.sleep)
-                if lane.halted.is_set():
+                await retry_unfinished(self.handler, lane.unfinished, self.delays, self._sleep, self.agent)
+                if lane.halted:
                     return
                 await _ack(lane.waiting)
                 if not lane.backlog:
@@ -181,8 +174,6 @@ class PartitionLanes:
                 lane.waiting = lane.backlog[: self.batch_size]
                 del lane.backlog[: self.batch_size]
                 lane.unfinished = await self.handler.attempt([delivery.record for delivery in lane.waiting])
-        except Halted:
-            return
         except Exception:
             # the handler never raises for a record, so this is a bug: leave the records
             # unacknowledged (the committed offset stays before them, they come back after a

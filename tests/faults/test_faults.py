@@ -430,3 +430,20 @@ def test_13_after_the_last_retry_the_record_is_dead_lettered_and_its_partition_m
     wait_for(lambda: _processed(run, after) == 1, 30, "a later record of the same partition")
     added = sum(run.stack.end_offsets(DLQ).values()) - sum(since.values())
     assert added == 1, f"{added} records dead-lettered; only the failing one should be"
+
+
+def test_14_sigterm_while_mongodb_is_down_stops_within_30_s_and_loses_no_projection(run: Run) -> None:
+    """The projector retries for as long as MongoDB is away; a stop must not wait for it, nor acknowledge the
+    events it could not project (they are projected by the next worker)."""
+    _, producer = _start(run, seed=1400, RETRY_BACKOFF_SECONDS=DEFAULT_BACKOFF)
+    time.sleep(4)
+    devstack("stop", "mongo")
+    time.sleep(6)
+    (worker,) = run.alive_workers()
+    began = time.monotonic()
+    worker.stop(timeout=30)  # raises when the worker is still running 30 s after SIGTERM
+    run.notes.append(f"stopped {time.monotonic() - began:.1f} s after SIGTERM while MongoDB was down")
+    devstack("start", "mongo")
+    run.start_worker(run.worker_env(DEFAULT_BACKOFF))
+    run.fault_ended("mongo")
+    _finish(run, producer, timeout=120)

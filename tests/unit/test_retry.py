@@ -1,25 +1,19 @@
-"""Retry with exponential backoff on transient failures (AC-0002-03-09)."""
+"""Retry with exponential backoff on transient failures (AC-0002-03-09): the loop, over a scripted handler."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import pytest
 
 from acme_customer.config import DEFAULT_BACKOFF
-from acme_customer.errors import (
-    InvalidEvent,
-    PermanentError,
-    PublishFailed,
-    RecordRejected,
-    StoreConflict,
-    StoreUnavailable,
-    TransientError,
-)
-from acme_customer.service_layer.retry import RetriesExhausted, with_backoff
+from acme_customer.errors import PublishFailed, StoreUnavailable, TransientError
+from acme_customer.service_layer.ports import Record
+from acme_customer.service_layer.retry import Unfinished, retry_unfinished
 
 AC09_DELAYS = (1, 2, 4, 8, 16)
+RECORDS = (Record("identity.user.events", 0, 1, None, b"{}", []), Record("identity.user.events", 0, 2, None, b"{}", []))
 
 
 class RecordedSleep:
@@ -32,136 +26,91 @@ class RecordedSleep:
         self.delays.append(delay)
 
 
-def failing(errors: list[BaseException], result: str = "done") -> tuple[Callable[[], Awaitable[str]], list[int]]:
-    """An operation raising ``errors`` one per call, then returning ``result``; and its call count."""
-    calls = [0]
+@dataclass
+class Scripted:
+    """Each attempt fails with the next error of ``errors`` (None: succeeds); ``give_up`` refuses ``refusals`` times."""
 
-    async def operation() -> str:
-        calls[0] += 1
-        if errors:
-            raise errors.pop(0)
-        return result
+    errors: list[TransientError | None]
+    refusals: int = 0
+    attempts: list[tuple[Record, ...]] = field(default_factory=list)
+    given_up: list[tuple[Unfinished, int]] = field(default_factory=list)
 
-    return operation, calls
+    async def attempt(self, records: Sequence[Record]) -> Unfinished | None:
+        self.attempts.append(tuple(records))
+        error = self.errors.pop(0) if self.errors else None
+        return None if error is None else Unfinished(tuple(records), error)
 
-
-async def test_success_at_the_first_attempt_returns_the_result_without_sleeping() -> None:
-    sleep = RecordedSleep()
-    retries: list[tuple[int, TransientError]] = []
-    operation, calls = failing([])
-
-    result = await with_backoff(operation, AC09_DELAYS, "test", lambda a, e: retries.append((a, e)), sleep=sleep)
-
-    assert result == "done"
-    assert calls == [1]
-    assert sleep.delays == []
-    assert retries == []
+    async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
+        self.given_up.append((unfinished, attempts))
+        if self.refusals:
+            self.refusals -= 1
+            return Unfinished(unfinished.records, PublishFailed("the DLQ did not acknowledge"))
+        return None
 
 
-async def test_three_transient_failures_then_success_sleep_1_2_4_and_report_each_retry() -> None:
-    sleep = RecordedSleep()
-    errors: list[BaseException] = [StoreUnavailable("one"), PublishFailed("two"), StoreUnavailable("three")]
-    expected = list(errors)
-    retries: list[tuple[int, TransientError]] = []
-    operation, calls = failing(errors)
-
-    result = await with_backoff(operation, AC09_DELAYS, "test", lambda a, e: retries.append((a, e)), sleep=sleep)
-
-    assert result == "done"
-    assert calls == [4]
-    assert sleep.delays == [1, 2, 4]
-    assert retries == [(1, expected[0]), (2, expected[1]), (3, expected[2])]
+def first_failure(error: TransientError | None = None) -> Unfinished:
+    return Unfinished(RECORDS, error or StoreUnavailable("first"))
 
 
-async def test_ac09_always_failing_sleeps_1_2_4_8_16_then_gives_up_after_6_attempts() -> None:
-    sleep = RecordedSleep()
-    errors: list[BaseException] = [StoreUnavailable(f"attempt {n}") for n in range(1, 7)]
+async def test_nothing_unfinished_means_no_retry_and_no_sleep() -> None:
+    handler, sleep = Scripted([]), RecordedSleep()
+
+    await retry_unfinished(handler, None, AC09_DELAYS, sleep)
+
+    assert (handler.attempts, handler.given_up, sleep.delays) == ([], [], [])
+
+
+async def test_three_more_failures_then_success_sleep_1_2_4_8_and_retry_the_same_records() -> None:
+    errors: list[TransientError | None] = [StoreUnavailable("two"), PublishFailed("three"), StoreUnavailable("four")]
+    handler, sleep = Scripted(errors), RecordedSleep()
+
+    await retry_unfinished(handler, first_failure(), AC09_DELAYS, sleep)
+
+    assert sleep.delays == [1, 2, 4, 8]
+    assert handler.attempts == [RECORDS] * 4
+    assert handler.given_up == []
+
+
+async def test_ac09_always_failing_sleeps_1_2_4_8_16_then_gives_up_after_6_attempts_with_the_last_error() -> None:
+    errors: list[TransientError | None] = [StoreUnavailable(f"attempt {n}") for n in range(2, 7)]
     last = errors[-1]
-    retries: list[int] = []
-    operation, calls = failing(errors)
+    handler, sleep = Scripted(list(errors)), RecordedSleep()
 
-    with pytest.raises(RetriesExhausted) as caught:
-        await with_backoff(operation, AC09_DELAYS, "test", lambda a, e: retries.append(a), sleep=sleep)
+    await retry_unfinished(handler, first_failure(), AC09_DELAYS, sleep)
 
     assert sleep.delays == [1, 2, 4, 8, 16]
-    assert calls == [6]  # the first attempt and 5 retries
-    assert caught.value.attempts == 6
-    assert caught.value.last is last
-    assert caught.value.__cause__ is last
-    assert retries == [1, 2, 3, 4, 5]  # no retry announced after the last attempt
+    assert len(handler.attempts) == 5  # the 5 retries; the first attempt was the caller's
+    ((unfinished, attempts),) = handler.given_up
+    assert attempts == 6
+    assert unfinished.error is last
 
 
 async def test_ac09_the_default_backoff_setting_is_1_2_4_8_16_seconds() -> None:
-    sleep = RecordedSleep()
+    handler, sleep = Scripted([StoreUnavailable("down")] * 5), RecordedSleep()
 
-    async def down() -> None:
-        raise StoreUnavailable("down")
-
-    with pytest.raises(RetriesExhausted) as caught:
-        await with_backoff(down, DEFAULT_BACKOFF, "test", sleep=sleep)
+    await retry_unfinished(handler, first_failure(), DEFAULT_BACKOFF, sleep)
 
     assert sleep.delays == [1, 2, 4, 8, 16]
-    assert caught.value.attempts == 6
+    assert handler.given_up[0][1] == 6
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        PermanentError("refused"),
-        InvalidEvent("payload.email: not an email address"),
-        RecordRejected("bad data"),
-        StoreConflict("uniqueness conflict"),
-        ValueError("a bug"),
-        asyncio.CancelledError(),
-    ],
-    ids=lambda error: type(error).__name__,
-)
-async def test_errors_that_are_not_transient_propagate_at_once_without_retrying(error: BaseException) -> None:
-    sleep = RecordedSleep()
-    retries: list[int] = []
-    operation, calls = failing([error])
+async def test_what_the_handler_cannot_give_up_yet_is_handed_back_at_the_last_delay_with_the_original_reason() -> None:
+    reason = StoreUnavailable("the reason it was given up for")
+    handler, sleep = Scripted([reason] * 5, refusals=2), RecordedSleep()
 
-    with pytest.raises(type(error)) as caught:
-        await with_backoff(operation, AC09_DELAYS, "test", lambda a, e: retries.append(a), sleep=sleep)
+    await retry_unfinished(handler, first_failure(), AC09_DELAYS, sleep)
 
-    assert caught.value is error
-    assert calls == [1]
-    assert sleep.delays == []
-    assert retries == []
+    assert sleep.delays == [1, 2, 4, 8, 16, 16, 16]
+    assert [attempts for _, attempts in handler.given_up] == [6, 6, 6]  # x-attempts counts processing attempts
+    assert all(unfinished.error is reason for unfinished, _ in handler.given_up)
 
 
-async def test_a_permanent_error_after_a_transient_one_stops_the_retries() -> None:
-    sleep = RecordedSleep()
-    permanent = RecordRejected("bad data")
-    operation, calls = failing([StoreUnavailable("down"), permanent])
+@pytest.mark.parametrize("delays", [(), (0.5,)], ids=["no-retries", "one-retry"])
+async def test_the_schedule_bounds_the_retries(delays: tuple[float, ...]) -> None:
+    handler, sleep = Scripted([StoreUnavailable("down")] * 3), RecordedSleep()
 
-    with pytest.raises(RecordRejected) as caught:
-        await with_backoff(operation, AC09_DELAYS, "test", sleep=sleep)
+    await retry_unfinished(handler, first_failure(), delays, sleep)
 
-    assert caught.value is permanent
-    assert calls == [2]
-    assert sleep.delays == [1]
-
-
-async def test_no_delays_means_a_single_attempt() -> None:
-    sleep = RecordedSleep()
-    error = StoreUnavailable("down")
-    operation, calls = failing([error])
-
-    with pytest.raises(RetriesExhausted) as caught:
-        await with_backoff(operation, (), "test", sleep=sleep)
-
-    assert calls == [1]
-    assert sleep.delays == []
-    assert caught.value.attempts == 1
-    assert caught.value.last is error
-    assert caught.value.__cause__ is error
-
-
-async def test_no_delays_still_returns_a_first_time_success() -> None:
-    sleep = RecordedSleep()
-    operation, calls = failing([])
-
-    assert await with_backoff(operation, (), "test", sleep=sleep) == "done"
-    assert calls == [1]
-    assert sleep.delays == []
+    assert sleep.delays == list(delays)
+    assert len(handler.attempts) == len(delays)
+    assert handler.given_up[0][1] == len(delays) + 1
