@@ -64,7 +64,7 @@ class PartitionLanes:
     A partition in a lane keeps being fetched: its new records queue in the lane's backlog.
     Pausing it instead is unsafe with faust-streaming 0.15.3, whose fetch loop drops the
     already-fetched records of a partition paused mid-iteration, then counts the skipped
-    offsets as a gap it may commit past (docs/local-stack.md). The backlog is bounded by the
+    offsets as a gap it may commit past (docs/reliability.md). The backlog is bounded by the
     retry schedule times the partition's rate.
     """
 
@@ -140,8 +140,7 @@ class PartitionLanes:
 
     async def wait_idle(self) -> None:
         """Wait until no lane is left (tests and benchmarks)."""
-        while self._lanes:
-            tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        while tasks := [lane.task for lane in self._lanes.values() if lane.task is not None and not lane.task.done()]:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _open(self, partition: Partition, waiting: list[Delivery], unfinished: Unfinished) -> None:
@@ -175,14 +174,12 @@ class PartitionLanes:
                 del lane.backlog[: self.batch_size]
                 lane.unfinished = await self.handler.attempt([delivery.record for delivery in lane.waiting])
         except Exception:
-            # the handler never raises for a record, so this is a bug: leave the records
-            # unacknowledged (the committed offset stays before them, they come back after a
-            # restart or a rebalance) rather than acknowledge them unfinished
-            logger.exception("partition lane %s/%d failed; abandoning it", *lane.partition)
-            if self._lanes.get(lane.partition) is lane:
-                del self._lanes[lane.partition]
-            for delivery in [*lane.waiting, *lane.backlog]:
-                delivery.release()
+            # The handler never raises for a record, so this is a bug. The lane stays, holding
+            # its records and those arriving behind them unacknowledged: the partition stalls
+            # (visible as consumer lag) until a restart or a rebalance delivers them again.
+            # Releasing them and letting the partition go on could lose one: faust-streaming
+            # 0.15.3 commits past a single unacknowledged record at the head of a partition.
+            logger.exception("partition lane %s/%d failed; the partition stalls until a restart", *lane.partition)
 
 
 def _by_partition(deliveries: Sequence[Delivery]) -> dict[Partition, list[Delivery]]:

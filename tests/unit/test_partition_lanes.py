@@ -189,3 +189,21 @@ async def test_a_large_backlog_is_worked_off_in_batches_of_batch_size() -> None:
 
     assert consumer.acked_in(0) == list(range(8))
     assert handler.attempts[-3:] == [[(0, 1), (0, 2), (0, 3)], [(0, 4), (0, 5), (0, 6)], [(0, 7)]]
+
+
+async def test_a_lane_whose_handler_raises_stalls_its_partition_until_halted_and_never_acknowledges() -> None:
+    handler, consumer = ScriptedHandler(failing={(0, 1)}), Consumer()
+    lanes = PartitionLanes(handler, DELAYS, batch_size=100)
+    await lanes.submit(consumer.deliveries((0, 1)))
+
+    async def broken(records: Sequence[Record]) -> Unfinished | None:
+        raise RuntimeError("a bug")
+
+    handler.attempt = broken  # type: ignore[method-assign]
+    await lanes.wait_idle()
+    await lanes.submit(consumer.deliveries((0, 2)))
+
+    assert consumer.acked == [] and consumer.released == []
+    assert lanes.lanes == {(TOPIC, 0)}
+    lanes.halt()
+    assert consumer.released == [(0, 1), (0, 2)]
