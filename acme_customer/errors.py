@@ -10,7 +10,8 @@ AcmeCustomerError
 │   └── ReadModelConflict  MongoDB refused a document on a unique secondary index
 └── TransientError         may succeed on retry (with backoff), then DLQ after the last attempt
     ├── StoreUnavailable   PostgreSQL unreachable, failing over, or a serialization failure
-    ├── ReadModelUnavailable  MongoDB unreachable
+    ├── ReadModelUnavailable  MongoDB failed a request
+    │   └── ReadModelUnreachable  MongoDB did not answer at all (down, restarting)
     ├── RegistryUnavailable   the schema registry could not be asked (only when a schema id is new)
     └── PublishFailed      Kafka did not acknowledge a produced record in time
 """
@@ -55,7 +56,11 @@ class StoreUnavailable(TransientError):
 
 
 class ReadModelUnavailable(TransientError):
-    """MongoDB could not be reached."""
+    """MongoDB could not complete a request."""
+
+
+class ReadModelUnreachable(ReadModelUnavailable):
+    """MongoDB did not answer at all: an outage, over when it answers again."""
 
 
 class RegistryUnavailable(TransientError):

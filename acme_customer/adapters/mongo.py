@@ -13,7 +13,7 @@ from typing import Any
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
-from acme_customer.errors import ReadModelConflict, ReadModelUnavailable
+from acme_customer.errors import ReadModelConflict, ReadModelUnavailable, ReadModelUnreachable
 from acme_customer.service_layer.project_customers import ReadModel
 
 COLLECTION = "customers"
@@ -70,7 +70,7 @@ class MongoReadModel(ReadModel):
                     written += await self._replace_if_newer(documents[index])
                 return written
         except (ConnectionFailure, ServerSelectionTimeoutError) as error:
-            raise ReadModelUnavailable(f"MongoDB unavailable: {type(error).__name__}") from error
+            raise ReadModelUnreachable(f"MongoDB unavailable: {type(error).__name__}") from error
         except PyMongoError as error:
             raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
 

@@ -22,7 +22,7 @@ from acme_customer import observability as metrics
 from acme_customer.domain.clock import parse_rfc3339
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
-from acme_customer.errors import InvalidEvent, PermanentError, TransientError
+from acme_customer.errors import InvalidEvent, PermanentError, ReadModelUnreachable, TransientError
 from acme_customer.faults import crash_point, failure_point
 from acme_customer.service_layer.create_customers import Outcome, create_customers
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
@@ -290,15 +290,19 @@ class CustomerEventProjector:
     decode: Decoder
     backoff: Sequence[float]
     probe_interval: float = 0.25
+    _unreachable: bool = field(default=False, init=False)  # the last failed attempt found no read model
 
     async def wait_before_retry(self, delay: float) -> None:
-        """Wait ``delay``, but if the read model is down now, stop waiting as soon as it answers again.
+        """Wait ``delay``; after an outage, stop waiting as soon as the read model answers again.
 
-        After an outage the backlog then drains at once instead of after the rest of a long
-        backoff step (AC-05: caught up within 2 s of its return). A read model that answers but
-        fails (not an outage) gets the whole delay.
+        An outage is a read model that did not answer at the last failure or does not answer
+        now. The backlog then drains at once instead of after the rest of a long backoff step
+        (AC-05: caught up within 2 s of its return). Asking the last failure, not only a ping
+        now, matters: an attempt that failed just before MongoDB came back would otherwise
+        find it answering and sleep out a whole step (16 s; seen in CI). A read model that
+        answers but fails (not an outage) gets the whole delay.
         """
-        if await self.read_model.ping():
+        if not self._unreachable and await self.read_model.ping():
             await asyncio.sleep(delay)
             return
         deadline = time.monotonic() + delay
@@ -338,6 +342,7 @@ class CustomerEventProjector:
         return await self.attempt(unfinished.records)
 
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
+        self._unreachable = False
         envelopes = []
         unreadable: list[Record] = []
         error: TransientError | None = None
@@ -358,6 +363,7 @@ class CustomerEventProjector:
             try:
                 await project_customers([document for _, document in envelopes], self.source, self.read_model)
             except TransientError as failure:
+                self._unreachable = isinstance(failure, ReadModelUnreachable)
                 pending = {record.origin for record in unreadable} | {record.origin for record, _ in envelopes}
                 return Unfinished(tuple(record for record in records if record.origin in pending), failure)
             except PermanentError as refused:

@@ -19,7 +19,7 @@ from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfi
 from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import UserRegistered
-from acme_customer.errors import ReadModelConflict, ReadModelUnavailable
+from acme_customer.errors import ReadModelConflict, ReadModelUnreachable
 from acme_customer.service_layer.create_customers import create_customers
 from acme_customer.service_layer.project_customers import project_customers
 
@@ -237,12 +237,12 @@ async def test_ac05_project_customers_writes_the_postgres_customer_to_the_read_m
 # -- MongoDB unreachable --------------------------------------------------------------------------
 
 
-async def test_upsert_against_an_unreachable_server_raises_read_model_unavailable() -> None:
+async def test_upsert_against_an_unreachable_server_raises_read_model_unreachable() -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient("mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=300)
     read_model = MongoReadModel(client, "unreachable")
     try:
         started = time.monotonic()
-        with pytest.raises(ReadModelUnavailable):
+        with pytest.raises(ReadModelUnreachable):
             await read_model.upsert([a_customer().to_read_model(1)])
         assert time.monotonic() - started < 5.0
         assert await read_model.ping() is False

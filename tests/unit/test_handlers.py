@@ -20,6 +20,7 @@ from acme_customer.errors import (
     PublishFailed,
     ReadModelConflict,
     ReadModelUnavailable,
+    ReadModelUnreachable,
     RecordRejected,
     RegistryUnavailable,
     StoreConflict,
@@ -672,6 +673,41 @@ async def test_after_an_outage_the_projector_retries_when_the_read_model_answers
 
     assert read_model.failures.calls["ping"] == 4
     assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+
+
+def slow_step_projector(customer: Customer, read_model: FakeReadModel) -> CustomerEventProjector:
+    return CustomerEventProjector(
+        source=FakeProfiles([customer]),
+        read_model=read_model,
+        decode=decode_customer_events,
+        backoff=(60.0,),
+        probe_interval=0.01,
+    )
+
+
+async def test_an_attempt_that_found_mongodb_down_just_before_it_returned_retries_without_the_whole_step() -> None:
+    # the race CI hit: the attempt fails unreachable, MongoDB is back before the wait's first ping
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+    read_model.failures.fail("upsert", ReadModelUnreachable("MongoDB unavailable: AutoReconnect"), times=1)
+
+    await asyncio.wait_for(slow_step_projector(customer, read_model).handle(customer_records(event.to_dict())), 10)
+
+    assert read_model.failures.calls["upsert"] == 2
+    assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+
+
+async def test_a_read_model_that_answers_but_fails_gets_the_whole_backoff_step() -> None:
+    customer, event = registered(1)
+    read_model = FakeReadModel()
+    read_model.failures.fail("upsert", ReadModelUnavailable("MongoDB error: OperationFailure"), times=1)
+
+    with pytest.raises(TimeoutError):  # still inside the 60 s step
+        await asyncio.wait_for(slow_step_projector(customer, read_model).handle(customer_records(event.to_dict())), 0.5)
+
+    assert read_model.failures.calls["upsert"] == 1
+    assert read_model.failures.calls["ping"] == 1
+    assert read_model.documents == {}
 
 
 async def test_a_command_store_unavailable_while_projecting_is_retried() -> None:
