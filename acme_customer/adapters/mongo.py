@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from acme_customer.errors import ReadModelConflict, ReadModelUnavailable, ReadModelUnreachable
 from acme_customer.service_layer.project_customers import ReadModel
@@ -69,7 +69,7 @@ class MongoReadModel(ReadModel):
                 for index in sorted({e["index"] for e in write_errors}):
                     written += await self._replace_if_newer(documents[index])
                 return written
-        except (ConnectionFailure, ServerSelectionTimeoutError) as error:
+        except ConnectionFailure as error:  # ServerSelectionTimeoutError and AutoReconnect included
             raise ReadModelUnreachable(f"MongoDB unavailable: {type(error).__name__}") from error
         except PyMongoError as error:
             raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
