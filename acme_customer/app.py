@@ -21,8 +21,15 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.adapters.kafka import (
+    CUSTOMER_EVENTS,
+    CUSTOMER_EVENTS_DLQ,
+    OUTPUT_COMPRESSION,
+    USER_EVENTS,
+    USER_EVENTS_DLQ,
+)
 from acme_customer.bootstrap import Container, kafka_reachable
+from acme_customer.entrypoints.kafka_records import record_of
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.observability import configure_logging, configure_tracing
 from acme_customer.service_layer.partition_lanes import Delivery, PartitionLanes
@@ -54,6 +61,7 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     conf.topic_allow_declare = True
     conf.topic_disable_leader = True  # no leader topic: we use no Faust leader election
     conf.producer_acks = -1  # all in-sync replicas
+    conf.producer_compression_type = OUTPUT_COMPRESSION
     # above the input topics' max.message.bytes (4 MiB) plus headers, so any record that
     # arrived can be dead-lettered as it came
     conf.producer_max_request_size = 5 * 1024 * 1024
@@ -85,7 +93,7 @@ def _raw_topic(name: str) -> Any:
 
 user_events_topic = _raw_topic(USER_EVENTS)
 customer_events_topic = _raw_topic(CUSTOMER_EVENTS)
-dead_letter_topic = _raw_topic(USER_EVENTS_DLQ)
+dead_letter_topics = [_raw_topic(USER_EVENTS_DLQ), _raw_topic(CUSTOMER_EVENTS_DLQ)]
 
 
 @app.service
@@ -99,28 +107,23 @@ class Resources(faust.Service):
             # one clear line, not a traceback: the operator has something to fix
             print(f"acme-customer: cannot start: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        await dead_letter_topic.maybe_declare()
+        for topic in dead_letter_topics:
+            await topic.maybe_declare()
 
     async def on_stop(self) -> None:
         await container.stop()
 
 
 def _records(events: Sequence[Any]) -> list[Record]:
-    return [
-        Record(
-            topic=event.message.topic,
-            partition=event.message.partition,
-            offset=event.message.offset,
-            key=event.message.key,
-            value=event.message.value,
-            headers=[(str(name), bytes(value)) for name, value in (event.message.headers or [])],
-        )
-        for event in events
-    ]
+    return [record_of(event.message) for event in events]
 
 
 def _trace_context(records: Sequence[Record]) -> Any:
-    carrier = {name: value.decode(errors="replace") for name, value in records[0].headers if name == "traceparent"}
+    carrier = {
+        name: value.decode(errors="replace")
+        for name, value in records[0].headers
+        if name == "traceparent" and value is not None
+    }
     return extract(carrier)
 
 

@@ -87,6 +87,7 @@ class Container:
             customer_events=CustomerEventProjector(
                 source=PostgresProfiles(store.pool),
                 read_model=read_model,
+                publisher=publisher,
                 decode=customer_events.decode,
                 backoff=settings.retry_backoff,
             ),

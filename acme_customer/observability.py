@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 
 from prometheus_client import Counter, Histogram
@@ -34,17 +33,44 @@ read_model_projection_duration_seconds = Histogram(
 events_ignored_total = Counter(
     "identity_events_ignored_total", "Identity events of other types, acknowledged without acting", ["event_type"]
 )
-dead_lettered_total = Counter("events_dead_lettered_total", "Records sent to the DLQ", ["error_class"])
+customer_events_ignored_total = Counter(
+    "customer_events_ignored_total",
+    "customer.events records of other types, acknowledged without projecting",
+    ["event_type"],
+)
+dead_lettered_total = Counter(
+    "events_dead_lettered_total", "Records Kafka acknowledged on a DLQ (either topic's)", ["error_class"]
+)
 processing_attempts_total = Counter(
     "processing_attempts_total", "Attempts to process a batch, by outcome (ok, retry, exhausted)", ["agent", "outcome"]
 )
 
-_LABEL_SAFE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+# The identity service's event types this service knows of; any other value is "other", so a
+# producer sending garbage types cannot grow a time series per distinct string.
+KNOWN_IDENTITY_EVENT_TYPES = frozenset(
+    {
+        "UserRegistered",
+        "UserEmailChanged",
+        "UserPasswordChanged",
+        "UserProfileUpdated",
+        "UserDeactivated",
+        "UserReactivated",
+        "UserDeleted",
+    }
+)
 
 
-def safe_label(value: object) -> str:
-    """A bounded, non-personal label value: well-formed identifiers only, otherwise 'other'."""
-    return value if isinstance(value, str) and _LABEL_SAFE.match(value) else "other"
+KNOWN_CUSTOMER_EVENT_TYPES = frozenset({"CustomerRegistered", "CustomerProfileUpdated", "CustomerDeleted"})
+
+
+def customer_event_type_label(value: object) -> str:
+    """``event_type_label`` for customer.events."""
+    return event_type_label(value, KNOWN_CUSTOMER_EVENT_TYPES)
+
+
+def event_type_label(value: object, known: frozenset[str] = KNOWN_IDENTITY_EVENT_TYPES) -> str:
+    """A bounded, non-personal label value: one of the ``known`` types, otherwise 'other'."""
+    return value if isinstance(value, str) and value in known else "other"
 
 
 def configure_tracing(env: Mapping[str, str], service_name: str = "customer-service") -> str | None:

@@ -2,7 +2,8 @@
 
 psycopg errors are mapped here, once: lost connections, failovers, serialization failures
 and deadlocks are transient; a uniqueness violation is a conflict (the record is redone
-alone); any other refusal of the data is permanent for that record.
+alone); any other refusal of the data is permanent for that record; a refusal of the
+statement itself (a defect) is neither, and the handlers isolate it record by record.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CUSTOMER_REGISTERED, EVENT_VERSION, CustomerRegistered
-from acme_customer.errors import RecordRejected, StoreConflict, StoreUnavailable
+from acme_customer.errors import RecordRejected, StoreConflict, StoreDefect, StoreUnavailable
 from acme_customer.faults import crash_point
 from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, StoredRegistration
 from acme_customer.service_layer.project_customers import ProfileSource
@@ -31,17 +32,25 @@ from acme_customer.service_layer.project_customers import ProfileSource
 tracer = trace.get_tracer("acme_customer")
 
 
+# SQLSTATE classes that say the server or the connection failed, not the statement:
+# 08 connection, 53 insufficient resources, 57 operator intervention (shutdown, statement
+# timeout, cancel), 58 system error, 40 transaction rollback (serialization, deadlock),
+# 55 object not in prerequisite state (lock not available)
+_TRANSIENT_CLASSES = ("08", "53", "57", "58", "40", "55")
+
+
 def translate(error: Exception) -> Exception:
     """Our error for a driver error (see the module docstring)."""
     if isinstance(error, pg_errors.UniqueViolation):
         return StoreConflict(f"uniqueness conflict: {error.diag.constraint_name}")
-    if isinstance(error, (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)):
-        return StoreUnavailable(f"PostgreSQL {type(error).__name__}")
     if isinstance(error, (pg_errors.DataError, pg_errors.IntegrityError)):
         return RecordRejected(f"PostgreSQL refused the record: {type(error).__name__}")
-    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.AdminShutdown)):
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)) or sqlstate[:2] in _TRANSIENT_CLASSES:
         return StoreUnavailable(f"PostgreSQL unavailable: {type(error).__name__}")
-    return StoreUnavailable(f"PostgreSQL error: {type(error).__name__}")
+    # ProgrammingError (syntax, undefined table, privilege), NotSupportedError, InternalError,
+    # anything unknown: retrying the same statement cannot help, and it is not the data's fault
+    return StoreDefect(f"PostgreSQL refused the statement: {type(error).__name__} ({sqlstate or 'no SQLSTATE'})")
 
 
 @asynccontextmanager
@@ -50,6 +59,8 @@ async def _translated() -> AsyncIterator[None]:
         yield
     except psycopg.Error as error:
         raise translate(error) from error
+    except UnicodeEncodeError as error:  # text the connection's encoding cannot carry
+        raise RecordRejected("PostgreSQL cannot store the record's text: not valid Unicode") from error
 
 
 class PostgresUnitOfWork(CustomerUnitOfWork):

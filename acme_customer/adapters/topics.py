@@ -6,13 +6,18 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.adapters.kafka import CUSTOMER_EVENTS, CUSTOMER_EVENTS_DLQ, USER_EVENTS, USER_EVENTS_DLQ
 from acme_customer.errors import AcmeCustomerError
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partitions: int = 1) -> list[str]:
     """Create the missing topics of the contract; return the names created."""
-    wanted = {USER_EVENTS: partitions, CUSTOMER_EVENTS: partitions, USER_EVENTS_DLQ: dlq_partitions}
+    wanted = {
+        USER_EVENTS: partitions,
+        CUSTOMER_EVENTS: partitions,
+        USER_EVENTS_DLQ: dlq_partitions,
+        CUSTOMER_EVENTS_DLQ: dlq_partitions,
+    }
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:

@@ -107,9 +107,24 @@ def _string(source: Mapping[str, Any], key: str, path: str) -> str:
     value = source[key]
     if not isinstance(value, str):
         raise InvalidEvent(f"{path}: expected a string, got {_kind(value)}")
+    _storable(value, path)
     if not value.strip():
         raise InvalidEvent(f"{path}: empty")
     return value
+
+
+def _storable(text: str, path: str) -> None:
+    """Refuse text that PostgreSQL, BSON or Avro cannot hold, before it reaches a driver.
+
+    JSON can carry a lone UTF-16 surrogate (``"\\ud800"``), which no UTF-8 encoder takes, and
+    NUL, which PostgreSQL text refuses: both would otherwise fail deep in a driver.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(f"{path}: not valid Unicode (an unpaired surrogate)") from None
+    if "\x00" in text:
+        raise InvalidEvent(f"{path}: contains a NUL character")
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
@@ -153,6 +168,7 @@ def _name(payload: Mapping[str, Any], key: str) -> str:
     value = payload[key]
     if not isinstance(value, str):
         raise InvalidEvent(f"{path}: expected a string, got {_kind(value)}")
+    _storable(value, path)
     trimmed = value.strip()
     if not trimmed:
         raise InvalidEvent(f"{path}: empty or only whitespace")

@@ -22,11 +22,24 @@ from acme_customer import observability as metrics
 from acme_customer.domain.clock import parse_rfc3339
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
-from acme_customer.errors import InvalidEvent, PermanentError, ReadModelUnreachable, TransientError
+from acme_customer.errors import (
+    InvalidEvent,
+    PermanentError,
+    ReadModelUnreachable,
+    TransientError,
+    UnexplainedFailure,
+    UnknownCustomer,
+)
 from acme_customer.faults import crash_point, failure_point
 from acme_customer.service_layer.create_customers import Outcome, create_customers
+from acme_customer.service_layer.isolation import attempt_alone, dead_letter_all, merged
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
-from acme_customer.service_layer.project_customers import ProfileSource, ReadModel, project_customers
+from acme_customer.service_layer.project_customers import (
+    ProfileSource,
+    ReadModel,
+    project_registrations,
+    registered_customer_id,
+)
 from acme_customer.service_layer.retry import Unfinished, retry_unfinished
 
 logger = logging.getLogger(__name__)
@@ -80,14 +93,20 @@ class IdentityEventHandler:
     async def attempt(self, records: Sequence[Record]) -> Unfinished | None:
         """Try the batch once; return what is left for a transient reason, or None when all is done.
 
-        Never raises for a record: an unexpected error sends the whole batch to the DLQ, where
-        a replay is harmless (idempotency), instead of leaving it stuck or skipped.
+        Never raises for a record: after an unexpected error the records are tried one at a
+        time, so that only a record that fails alone is dead-lettered (``isolation``).
         """
         try:
             return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
-            logger.exception("unexpected error in a batch of %d record(s); dead-lettering the batch", len(records))
-            return await self._dead_letter_all(records, [error] * len(records), attempts=1)
+            logger.exception("unexpected error in a batch of %d record(s); trying them one at a time", len(records))
+            isolated = await attempt_alone(records, self._attempt, error)
+            failed = [record for record, _ in isolated.failed_alone]
+            refused = await self._dead_letter_all(failed, [reason for _, reason in isolated.failed_alone], 1)
+            metrics.customer_created_total.labels(status="rejected").inc(
+                len(failed) - len(refused.records if refused else ())
+            )
+            return merged(isolated.unfinished, refused, records)
 
     async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
         """Dead-letter records whose retries are exhausted; return those Kafka refused too.
@@ -182,7 +201,7 @@ class IdentityEventHandler:
             document = await self.decode(record.value)
             event_type = event_type_of(document)
             if event_type != USER_REGISTERED:
-                metrics.events_ignored_total.labels(event_type=metrics.safe_label(event_type)).inc()
+                metrics.events_ignored_total.labels(event_type=metrics.event_type_label(event_type)).inc()
                 return None
             return parse_user_registered(document)
         except InvalidEvent as error:
@@ -255,38 +274,26 @@ class IdentityEventHandler:
     async def _dead_letter_all(
         self, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
     ) -> Unfinished | None:
-        """Dead-letter each record with its reason; return those Kafka refused.
-
-        All are sent before any acknowledgement is awaited: one round trip for a batch, not one each.
-        """
-        sent = await asyncio.gather(
-            *(self._dead_letter(record, reason, attempts) for record, reason in zip(records, reasons, strict=True)),
-            return_exceptions=True,
-        )
-        left: list[Record] = []
-        failure: TransientError | None = None
-        for record, outcome in zip(records, sent, strict=True):
-            if isinstance(outcome, TransientError):
-                failure = outcome
-                left.append(record)
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        if failure is None:
-            return None
-        logger.error("Kafka refused %d dead letter(s): %s", len(left), failure)
-        return Unfinished(tuple(left), failure)
+        return await dead_letter_all(self.publisher, records, reasons, attempts)
 
     async def _dead_letter(self, record: Record, error: BaseException, attempts: int) -> None:
-        await self.publisher.dead_letter(record.key, record.value, record.origin, error, attempts, record.headers)
-        metrics.dead_lettered_total.labels(error_class=type(error).__name__).inc()
+        """Dead-letter one record; raise the TransientError when Kafka refused it."""
+        refused = await dead_letter_all(self.publisher, [record], [error], attempts)
+        if refused is not None:
+            raise refused.error
 
 
 @dataclass
 class CustomerEventProjector:
-    """Projects CustomerRegistered events into the read model; retries until MongoDB takes them."""
+    """Projects CustomerRegistered events into the read model; retries while MongoDB is down.
+
+    Every record ends projected, skipped as another event type (counted), or on
+    ``customer.events.dlq`` with its reason; none is acknowledged otherwise.
+    """
 
     source: ProfileSource
     read_model: ReadModel
+    publisher: EventPublisher  # for the dead letters
     decode: Decoder
     backoff: Sequence[float]
     probe_interval: float = 0.25
@@ -318,21 +325,31 @@ class CustomerEventProjector:
         )
 
     async def attempt(self, records: Sequence[Record]) -> Unfinished | None:
-        """Project a batch once; return it when MongoDB (or PostgreSQL, or the registry) failed for now.
+        """Project a batch once; return what is left when MongoDB (or PostgreSQL, or the registry) failed for now.
 
-        An unreadable record is skipped, a conflicting document logged and counted: the read
-        model can be rebuilt from the event store. An unexpected error is logged and counted
-        the same way rather than leaving the partition stuck.
+        Never raises for a record: after an unexpected error the records are tried one at a
+        time, and only one that fails alone is dead-lettered.
         """
         try:
             return await self._attempt(records)
-        except Exception:  # deliberately broad: see the docstring
-            logger.exception("unexpected error projecting %d record(s)", len(records))
-            metrics.dead_lettered_total.labels(error_class="ProjectionError").inc(len(records))
-            return None
+        except Exception as error:  # deliberately broad: see the docstring
+            logger.exception("unexpected error projecting %d record(s); trying them one at a time", len(records))
+            isolated = await attempt_alone(records, self._attempt, error)
+            failed = isolated.failed_alone
+            refused = await dead_letter_all(
+                self.publisher, [record for record, _ in failed], [reason for _, reason in failed], 1
+            )
+            return merged(isolated.unfinished, refused, records)
 
     async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
-        """Nothing may be skipped: keep the records (the caller tries again at the last delay)."""
+        """An outage is waited out (nothing may be skipped); an unexplained failure is dead-lettered."""
+        if isinstance(unfinished.error, UnexplainedFailure):
+            logger.error(
+                "dead-lettering %d record(s) after %d attempts: %s", len(unfinished.records), attempts, unfinished.error
+            )
+            return await dead_letter_all(
+                self.publisher, unfinished.records, [unfinished.error] * len(unfinished.records), attempts
+            )
         logger.error(
             "read model projection of %d record(s) still failing after %d attempts, trying on: %s",
             len(unfinished.records),
@@ -343,39 +360,65 @@ class CustomerEventProjector:
 
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
         self._unreachable = False
-        envelopes = []
+        wanted: list[tuple[Record, dict[str, Any], UUID]] = []
         unreadable: list[Record] = []
+        dead: list[tuple[Record, PermanentError]] = []
         error: TransientError | None = None
         for record in records:
             try:
                 document = await self.decode(record.value)
+                customer_id = registered_customer_id(document)
             except TransientError as failure:  # the registry, for a schema id not cached yet
                 error = failure
                 unreadable.append(record)
                 continue
             except PermanentError as refused:
-                logger.warning("skipping unreadable record %s/%d@%d on customer.events: %s", *record.origin, refused)
+                logger.warning("unreadable record %s/%d@%d on customer.events: %s", *record.origin, refused)
+                dead.append((record, refused))
                 continue
-            if isinstance(document, dict):
-                envelopes.append((record, document))
-        if envelopes:
-            started = time.perf_counter()
+            if customer_id is None:
+                event_type = document.get("eventType")
+                metrics.customer_events_ignored_total.labels(
+                    event_type=metrics.customer_event_type_label(event_type)
+                ).inc()
+                continue
+            wanted.append((record, document, customer_id))
+        if wanted:
             try:
-                await project_customers([document for _, document in envelopes], self.source, self.read_model)
+                dead.extend(await self._project(wanted))
             except TransientError as failure:
                 self._unreachable = isinstance(failure, ReadModelUnreachable)
-                pending = {record.origin for record in unreadable} | {record.origin for record, _ in envelopes}
-                return Unfinished(tuple(record for record in records if record.origin in pending), failure)
-            except PermanentError as refused:
-                # the read model disagrees with the command store; rebuilding it repairs that
-                logger.error("read model refused a projection: %s", refused)
-                metrics.dead_lettered_total.labels(error_class=type(refused).__name__).inc()
-            metrics.processing_attempts_total.labels(agent="project_customer", outcome="ok").inc()
-            metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
-            self._observe_lag([document for _, document in envelopes])
-        if error is not None:
-            return Unfinished(tuple(unreadable), error)
-        return None
+                error = failure
+                unreadable.extend(record for record, _, _ in wanted)
+        letters_left = await dead_letter_all(
+            self.publisher, [record for record, _ in dead], [reason for _, reason in dead], 1
+        )
+        if not unreadable:
+            return letters_left
+        assert error is not None
+        return merged(Unfinished(tuple(unreadable), error), letters_left, records)
+
+    async def _project(self, wanted: list[tuple[Record, dict[str, Any], UUID]]) -> list[tuple[Record, PermanentError]]:
+        """Project the customers; return the records to dead-letter (a refused or unknown customer)."""
+        started = time.perf_counter()
+        try:
+            projection = await project_registrations(
+                [customer_id for _, _, customer_id in wanted], self.source, self.read_model
+            )
+        except PermanentError as refused:
+            if len(wanted) > 1:
+                raise  # one document of several: attempt() finds which record it is, alone
+            logger.error("read model refused a projection: %s", refused)
+            return [(wanted[0][0], refused)]
+        metrics.processing_attempts_total.labels(agent="project_customer", outcome="ok").inc()
+        metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
+        self._observe_lag([document for _, document, _ in wanted])
+        missing = set(projection.missing)
+        return [
+            (record, UnknownCustomer(f"customer {customer_id} is not in the command store"))
+            for record, _, customer_id in wanted
+            if customer_id in missing
+        ]
 
     @staticmethod
     def _observe_lag(envelopes: Sequence[dict[str, Any]]) -> None:

@@ -13,6 +13,7 @@ from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CustomerRegistered
 
 Envelope = dict[str, Any]
+Header = tuple[str, bytes | None]  # Kafka allows a null header value
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[Header]
 
     @property
     def origin(self) -> tuple[str, int, int]:
@@ -107,5 +108,5 @@ class EventPublisher(abc.ABC):
         origin: tuple[str, int, int],
         error: BaseException,
         attempts: int,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[Header] | None = None,
     ) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from opentelemetry import trace
 
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CUSTOMER_REGISTERED
+from acme_customer.errors import InvalidEvent
 
 tracer = trace.get_tracer("acme_customer")
 logger = logging.getLogger(__name__)
@@ -36,6 +38,45 @@ class ReadModel(abc.ABC):
         """Whether the read model answers now (cheap; never raises)."""
 
 
+@dataclass(frozen=True)
+class Projection:
+    """What one projection wrote, and which customers the command store does not hold."""
+
+    written: int
+    missing: list[UUID]
+
+
+def registered_customer_id(document: object) -> UUID | None:
+    """The customer a CustomerRegistered registers; None for another event type.
+
+    Raises InvalidEvent for a document that is not an event or a CustomerRegistered without a
+    customerId (``aggregateId``): nothing could ever project it.
+    """
+    if not isinstance(document, dict):
+        raise InvalidEvent("event: expected an object")
+    if document.get("eventType") != CUSTOMER_REGISTERED:
+        return None
+    try:
+        return UUID(str(document["aggregateId"]))
+    except (KeyError, ValueError):
+        raise InvalidEvent("aggregateId: missing or not a UUID") from None
+
+
+async def project_registrations(
+    customer_ids: Sequence[UUID], source: ProfileSource, read_model: ReadModel
+) -> Projection:
+    """Upsert the read-model document of each customer from the command store (AC-05)."""
+    unique_ids = list(dict.fromkeys(customer_ids))
+    if not unique_ids:
+        return Projection(0, [])
+    with tracer.start_as_current_span("project_read_model") as span:
+        span.set_attribute("customer.count", len(unique_ids))
+        customers = await source.customers(unique_ids)
+        written = await read_model.upsert([customer.to_read_model(REGISTRATION_VERSION) for customer in customers])
+    found = {customer.customer_id for customer in customers}
+    return Projection(written, [customer_id for customer_id in unique_ids if customer_id not in found])
+
+
 def _customer_ids(envelopes: Sequence[dict[str, Any]]) -> list[UUID]:
     ids = []
     for envelope in envelopes:
@@ -52,13 +93,7 @@ def _customer_ids(envelopes: Sequence[dict[str, Any]]) -> list[UUID]:
 
 async def project_customers(envelopes: Sequence[dict[str, Any]], source: ProfileSource, read_model: ReadModel) -> int:
     """Upsert the read-model document of every customer the events registered; return how many changed."""
-    customer_ids = list(dict.fromkeys(_customer_ids(envelopes)))
-    if not customer_ids:
-        return 0
-    with tracer.start_as_current_span("project_read_model") as span:
-        span.set_attribute("customer.count", len(customer_ids))
-        customers = await source.customers(customer_ids)
-        return await read_model.upsert([customer.to_read_model(REGISTRATION_VERSION) for customer in customers])
+    return (await project_registrations(_customer_ids(envelopes), source, read_model)).written
 
 
 async def rebuild_read_model(

@@ -125,7 +125,13 @@ def _bad_records() -> list[Bad]:
         _bad("long-first-name", user_registered(first_name="A" * 51), "payload.firstName: longer than 50 characters"),
         _bad("blank-last-name", user_registered(last_name=" \t  "), "payload.lastName: empty or only whitespace"),
         _bad(
-            "control-in-name", user_registered(first_name="Ja\x00ne"), "payload.firstName: contains control characters"
+            "control-in-name", user_registered(first_name="Ja\x07ne"), "payload.firstName: contains control characters"
+        ),
+        _bad("nul-in-name", user_registered(last_name="Do\x00e"), "payload.lastName: contains a NUL character"),
+        _bad(
+            "surrogate-in-name",
+            user_registered(first_name="Ja\ud800ne"),
+            "payload.firstName: not valid Unicode (an unpaired surrogate)",
         ),
         _bad("invalid-email", user_registered(email="jane.doe(at)example.com"), "payload.email: not an email address"),
         _bad("long-email", user_registered(email=long_email), "payload.email: longer than 255 characters"),

@@ -232,6 +232,23 @@ async def test_an_event_type_that_is_not_an_identifier_is_counted_as_other_not_b
     assert publisher.dead_letters == []
 
 
+async def test_event_types_outside_the_known_list_share_one_series_however_many_there_are() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    before = sample("identity_events_ignored_total", event_type="other")
+    garbage = [user_document(n, eventType=f"Junk{n}Happened") for n in range(1, 201)]
+
+    await make_handler(store, publisher).handle(batch(*garbage))
+
+    assert sample("identity_events_ignored_total", event_type="other") == before + 200
+    series = {
+        sample.labels["event_type"]
+        for metric in REGISTRY.collect()
+        if metric.name == "identity_events_ignored"
+        for sample in metric.samples
+    }
+    assert not any(label.startswith("Junk") for label in series)
+
+
 # --- idempotency (AC-10) --------------------------------------------------------------------------
 
 
@@ -600,9 +617,15 @@ def customer_records(*values: object) -> list[Record]:
     return [record(value, offset, topic=CUSTOMER_TOPIC) for offset, value in enumerate(values)]
 
 
-def make_projector(profiles: FakeProfiles, read_model: FakeReadModel) -> CustomerEventProjector:
+def make_projector(
+    profiles: FakeProfiles, read_model: FakeReadModel, publisher: FakePublisher | None = None
+) -> CustomerEventProjector:
     return CustomerEventProjector(
-        source=profiles, read_model=read_model, decode=decode_customer_events, backoff=NO_WAIT
+        source=profiles,
+        read_model=read_model,
+        publisher=publisher or FakePublisher(),
+        decode=decode_customer_events,
+        backoff=NO_WAIT,
     )
 
 
@@ -659,6 +682,7 @@ def slow_step_projector(customer: Customer, read_model: FakeReadModel) -> Custom
     return CustomerEventProjector(
         source=FakeProfiles([customer]),
         read_model=read_model,
+        publisher=FakePublisher(),
         decode=decode_customer_events,
         backoff=(60.0,),
         probe_interval=0.01,
@@ -714,75 +738,183 @@ async def test_a_command_store_unavailable_while_projecting_is_retried() -> None
     assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
 
 
-async def test_a_read_model_conflict_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_read_model_conflict_goes_to_the_customer_events_dlq_not_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     customer, event = registered(1)
-    read_model = FakeReadModel()
+    read_model, publisher = FakeReadModel(), FakePublisher()
     read_model.failures.always("upsert", ReadModelConflict("customer x: another document holds its userId"))
     caplog.set_level(logging.ERROR)
     conflicts = sample("events_dead_lettered_total", error_class="ReadModelConflict")
 
-    await make_projector(FakeProfiles([customer]), read_model).handle(customer_records(event.to_dict()))
+    await make_projector(FakeProfiles([customer]), read_model, publisher).handle(customer_records(event.to_dict()))
 
     assert read_model.failures.calls["upsert"] == 1  # not retried
     assert read_model.documents == {}
+    assert [(dead.origin, dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [
+        ((CUSTOMER_TOPIC, 3, 0), "ReadModelConflict", 1)
+    ]
     assert sample("events_dead_lettered_total", error_class="ReadModelConflict") == conflicts + 1
-    assert any(
-        entry.levelno == logging.ERROR and "read model refused a projection" in entry.getMessage()
-        for entry in caplog.records
+    assert any("read model refused a projection" in entry.getMessage() for entry in caplog.records)
+
+
+async def test_a_conflict_in_a_batch_dead_letters_only_its_own_record_and_projects_the_others() -> None:
+    (first, first_event), (second, second_event), (third, third_event) = registered(1), registered(2), registered(3)
+    read_model, publisher = FakeReadModel(), FakePublisher()
+    conflicting = str(second.customer_id)
+    read_model.failures.always(
+        "upsert",
+        ReadModelConflict(f"customer {conflicting}: another document holds its userId"),
+        when=lambda documents: any(document["_id"] == conflicting for document in documents),
     )
 
+    await make_projector(FakeProfiles([first, second, third]), read_model, publisher).handle(
+        customer_records(first_event.to_dict(), second_event.to_dict(), third_event.to_dict())
+    )
 
-async def test_an_undecodable_record_on_customer_events_is_skipped_and_its_neighbours_projected() -> None:
+    assert set(read_model.documents) == {str(first.customer_id), str(third.customer_id)}
+    assert [(dead.origin[2], dead.error_class) for dead in publisher.dead_letters] == [(1, "ReadModelConflict")]
+
+
+async def test_undecodable_records_on_customer_events_go_to_its_dlq_and_their_neighbours_are_projected() -> None:
     customer, event = registered(1)
-    read_model = FakeReadModel()
+    read_model, publisher = FakeReadModel(), FakePublisher()
+    before = sample("events_dead_lettered_total", error_class="InvalidEvent")
 
-    await make_projector(FakeProfiles([customer]), read_model).handle(
-        customer_records(b"not json", b"\x00\x00\x00\x00\x01avro", None, event.to_dict())
+    await make_projector(FakeProfiles([customer]), read_model, publisher).handle(
+        customer_records(b"not json", b"\x00\x00\x00\x00\x01avro", None, [1, 2], event.to_dict())
     )
 
     assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+    assert [(dead.origin, dead.error_class) for dead in publisher.dead_letters] == [
+        ((CUSTOMER_TOPIC, 3, offset), "InvalidEvent") for offset in range(4)
+    ]
+    assert [dead.value for dead in publisher.dead_letters][:1] == [b"not json"]  # the original bytes
+    assert sample("events_dead_lettered_total", error_class="InvalidEvent") == before + 4
 
 
-async def test_a_batch_without_customer_registered_events_projects_nothing() -> None:
-    profiles, read_model = FakeProfiles(), FakeReadModel()
+async def test_other_customer_event_types_are_skipped_and_counted_without_a_dead_letter() -> None:
+    profiles, read_model, publisher = FakeProfiles(), FakeReadModel(), FakePublisher()
+    known = sample("customer_events_ignored_total", event_type="CustomerDeleted")
+    other = sample("customer_events_ignored_total", event_type="other")
 
-    await make_projector(profiles, read_model).handle(
-        customer_records(b"not json", [1, 2], {"eventType": "CustomerEmailChanged", "aggregateId": str(user_id(1))})
+    await make_projector(profiles, read_model, publisher).handle(
+        customer_records(
+            {"eventType": "CustomerDeleted", "aggregateId": str(user_id(1))},
+            {"eventType": "jane@example.com", "aggregateId": str(user_id(2))},
+        )
     )
 
     assert profiles.failures.calls["customers"] == 0
     assert read_model.failures.calls["upsert"] == 0
+    assert publisher.dead_letters == []
+    assert sample("customer_events_ignored_total", event_type="CustomerDeleted") == known + 1
+    assert sample("customer_events_ignored_total", event_type="other") == other + 1
 
 
-async def test_a_customer_registered_without_a_valid_aggregate_id_is_skipped_and_its_neighbours_projected() -> None:
+async def test_a_customer_registered_without_a_valid_aggregate_id_is_dead_lettered_and_its_neighbours_projected() -> (
+    None
+):
     customer, event = registered(1)
-    read_model = FakeReadModel()
+    read_model, publisher = FakeReadModel(), FakePublisher()
     malformed = {**event.to_dict(), "aggregateId": "not-a-uuid"}
 
-    await make_projector(FakeProfiles([customer]), read_model).handle(customer_records(malformed, event.to_dict()))
+    await make_projector(FakeProfiles([customer]), read_model, publisher).handle(
+        customer_records(malformed, event.to_dict())
+    )
 
     assert read_model.documents == {str(customer.customer_id): customer.to_read_model(1)}
+    assert [(dead.origin[2], dead.error_class, dead.error_message) for dead in publisher.dead_letters] == [
+        (0, "InvalidEvent", "aggregateId: missing or not a UUID")
+    ]
 
 
-async def test_an_unexpected_error_dead_letters_the_whole_batch_instead_of_letting_faust_ack_it() -> None:
+async def test_a_customer_registered_for_a_customer_the_command_store_lacks_is_dead_lettered() -> None:
+    (known, known_event), (_, stray_event) = registered(1), registered(2)
+    read_model, publisher = FakeReadModel(), FakePublisher()
+
+    await make_projector(FakeProfiles([known]), read_model, publisher).handle(
+        customer_records(stray_event.to_dict(), known_event.to_dict())
+    )
+
+    assert set(read_model.documents) == {str(known.customer_id)}
+    assert [(dead.origin[2], dead.error_class) for dead in publisher.dead_letters] == [(0, "UnknownCustomer")]
+
+
+async def test_a_dead_letter_kafka_refuses_keeps_the_projector_record_unfinished() -> None:
+    publisher = FakePublisher()
+    publisher.failures.fail("dead_letter", PublishFailed("no acknowledgement"), times=2)
+
+    await make_projector(FakeProfiles(), FakeReadModel(), publisher).handle(customer_records(b"not json"))
+
+    assert publisher.failures.calls["dead_letter"] == 3
+    assert [dead.error_class for dead in publisher.dead_letters] == ["InvalidEvent"]
+
+
+# --- unexpected errors: found record by record, never a whole batch to the DLQ ---------------------
+
+
+async def test_an_unexpected_error_one_record_raises_alone_dead_letters_only_that_record() -> None:
     store, publisher = FakeCustomerStore(), FakePublisher()
-    store.failures.fail("commit", RuntimeError("a bug, not a database error"))
+    poisoned = str(user_id(2))
+    store.failures.always(
+        "add_customers",
+        RuntimeError("a bug only this record triggers"),
+        when=lambda customers: any(str(customer.user_id) == poisoned for customer in customers),
+    )
 
-    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2)))
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2), user_document(3)))
 
-    assert [(dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [("RuntimeError", 1)] * 2
+    assert [(dead.origin[2], dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [
+        (101, "FailedAlone", 1)
+    ]
+    assert publisher.dead_letters[0].error_message == "unexpected RuntimeError when this record was tried alone"
+    assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(3))])
+    assert len(store.customer_numbers()) == 2
+
+
+async def test_an_unexpected_error_every_record_raises_is_retried_on_the_schedule_then_dead_lettered() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.always("commit", RuntimeError("a bug, not a database error"))
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2), user_document(3)))
+
+    # the batch, then records 1 and 2 alone (two in a row: no one record's), then five retries
+    assert [(dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [
+        ("UnexplainedFailure", ATTEMPTS)
+    ] * 3
     assert store.customer_numbers() == []
 
 
-async def test_an_unexpected_projection_error_is_counted_and_does_not_escape() -> None:
-    profiles, read_model = FakeProfiles(), FakeReadModel()
-    profiles.failures.fail("customers", RuntimeError("a bug"))
-    projector = CustomerEventProjector(
-        source=profiles, read_model=read_model, decode=decode_customer_events, backoff=(0,)
+async def test_an_unexpected_error_that_passes_is_not_dead_lettered() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    store.failures.fail("commit", RuntimeError("a bug that strikes once"))
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2)))
+
+    assert publisher.dead_letters == []
+    assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(2))])
+
+
+async def test_an_unexpected_projection_error_of_one_record_dead_letters_it_and_projects_the_rest() -> None:
+    (first, first_event), (second, second_event) = registered(1), registered(2)
+    profiles, read_model, publisher = FakeProfiles([first, second]), FakeReadModel(), FakePublisher()
+    profiles.failures.always("customers", RuntimeError("a bug"), when=lambda ids: second.customer_id in ids)
+
+    await make_projector(profiles, read_model, publisher).handle(
+        customer_records(first_event.to_dict(), second_event.to_dict())
     )
-    before = sample("events_dead_lettered_total", error_class="ProjectionError")
-    envelope = {"eventType": "CustomerRegistered", "eventId": str(event_id(1)), "aggregateId": str(user_id(9))}
 
-    await projector.handle([record(envelope, topic="customer.events")])
+    assert set(read_model.documents) == {str(first.customer_id)}
+    assert [(dead.origin[2], dead.error_class) for dead in publisher.dead_letters] == [(1, "FailedAlone")]
 
-    assert sample("events_dead_lettered_total", error_class="ProjectionError") == before + 1
+
+async def test_an_unexplained_projection_failure_is_dead_lettered_after_the_schedule_not_retried_for_ever() -> None:
+    customer, event = registered(1)
+    profiles, read_model, publisher = FakeProfiles([customer]), FakeReadModel(), FakePublisher()
+    profiles.failures.always("customers", RuntimeError("a bug"))
+
+    await make_projector(profiles, read_model, publisher).handle(customer_records(event.to_dict()))
+
+    assert profiles.failures.calls["customers"] == ATTEMPTS
+    assert [(dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [("UnexplainedFailure", ATTEMPTS)]

@@ -421,5 +421,29 @@ def test_any_valid_event_parses_and_keeps_its_fields(
 @pytest.mark.parametrize("which", ["firstName", "lastName"])
 def test_a_name_with_control_characters_is_rejected(which: str) -> None:
     with pytest.raises(InvalidEvent) as raised:
-        parse_user_registered(user_registered_document(**{f"payload__{which}": "Ja\x00ne"}))
+        parse_user_registered(user_registered_document(**{f"payload__{which}": "Ja\x1bne"}))
     assert str(raised.value) == f"payload.{which}: contains control characters"
+
+
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        ("payload__firstName", "payload.firstName"),
+        ("payload__lastName", "payload.lastName"),
+        ("payload__email", "payload.email"),
+        ("eventType", "eventType"),
+        ("aggregateType", "aggregateType"),
+        ("aggregateId", "aggregateId"),
+        ("eventVersion", "eventVersion"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("Ja\ud800ne", "not valid Unicode (an unpaired surrogate)"), ("Ja\x00ne", "contains a NUL character")],
+)
+def test_text_no_store_can_hold_is_rejected_naming_the_field_not_the_value(
+    field: str, path: str, text: str, problem: str
+) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        parse_user_registered(user_registered_document(**{field: text}))
+    assert str(raised.value) == f"{path}: {problem}"
