@@ -38,6 +38,8 @@ def encode_json(document: dict[str, Any]) -> bytes:
 
 
 def _check_size(value: bytes | None) -> None:
+    if value is None:
+        raise InvalidEvent("value: null (a tombstone)")
     if not value:
         raise InvalidEvent("value: empty")
     if len(value) > MAX_VALUE_BYTES:

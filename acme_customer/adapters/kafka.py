@@ -106,6 +106,10 @@ class KafkaPublisher(EventPublisher):
             ("x-original-partition", str(partition).encode()),
             ("x-original-offset", str(offset).encode()),
         ]
+        if key is None and value is None:
+            # Kafka allows a record with neither key nor value, but aiokafka refuses to produce
+            # one (an assertion, for ever): the dead letter gets an empty key instead of a null one
+            key = b""
         await self._send_all(dead_letter_topic(topic), [(key, value, dlq_headers)])
 
 

@@ -149,7 +149,7 @@ async def test_a_batch_of_new_users_gets_consecutive_customer_numbers_in_one_tra
     ("value", "reason"),
     [
         (b"this is not json", "value: not Avro or JSON"),
-        (None, "value: empty"),
+        (None, "value: null (a tombstone)"),
         ([user_document(2)], "event: expected a JSON object, got an array"),
         (user_document(2, payload=MISSING), "payload: missing"),
         (user_document(2, payload__email="jane.at.example.com"), "payload.email: not an email address"),
