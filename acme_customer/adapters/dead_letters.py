@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from acme_customer.adapters.kafka import USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.adapters.kafka import OUTPUT_COMPRESSION, USER_EVENTS, USER_EVENTS_DLQ
 from acme_customer.adapters.topics import topic_partitions
 from acme_customer.errors import AcmeCustomerError
 
@@ -29,7 +29,8 @@ class DeadLetter:
     timestamp: datetime
     key: bytes | None
     value: bytes | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # as text, for reading the x- headers
+    raw_headers: tuple[tuple[str, bytes | None], ...] = ()  # as they came: null and binary values kept
 
     @property
     def error_class(self) -> str:
@@ -80,7 +81,8 @@ async def read_dead_letters(
                         timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC),
                         key=record.key,
                         value=record.value,
-                        headers={name: bytes(value).decode(errors="replace") for name, value in record.headers},
+                        headers={name: (value or b"").decode(errors="replace") for name, value in record.headers},
+                        raw_headers=tuple(record.headers),
                     )
                     if error_class is None or letter.error_class == error_class:
                         found.append(letter)
@@ -108,17 +110,22 @@ async def replay(
     report: Callable[[DeadLetter], Awaitable[None] | None] | None = None,
 ) -> int:
     """Republish ``letters`` to their original topic and record each; return how many were sent."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=5 * 1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=5 * 1024 * 1024, compression_type=OUTPUT_COMPRESSION
+    )
     await producer.start()
     sent = 0
     try:
         with psycopg.connect(database_url, autocommit=True) as connection:
             for letter in letters:
-                headers: list[tuple[str, bytes]] = [
-                    (name, value.encode()) for name, value in letter.headers.items() if not name.startswith("x-")
+                # the original's own headers, byte for byte (null values included), without our x- ones
+                headers: list[tuple[str, bytes | None]] = [
+                    (name, value) for name, value in letter.raw_headers if not name.startswith("x-")
                 ]
                 headers.append(("x-replayed-from", f"{topic}/{letter.partition}/{letter.offset}".encode()))
-                await producer.send_and_wait(letter.original_topic, letter.value, key=letter.key, headers=headers)
+                # aiokafka refuses a record with neither key nor value (see KafkaPublisher.dead_letter)
+                key = b"" if letter.key is None and letter.value is None else letter.key
+                await producer.send_and_wait(letter.original_topic, letter.value, key=key, headers=headers)
                 # recorded after Kafka has the record: a crash in between replays it once more, harmlessly
                 connection.execute(
                     "INSERT INTO dlq_replays (dlq_topic, dlq_partition, dlq_offset, error_class)"

@@ -142,11 +142,14 @@ def _dlq(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
-    letters = asyncio.run(dead_letters.read_dead_letters(settings.kafka_bootstrap_servers, since, args.error_class))
+    topic = args.topic
+    letters = asyncio.run(
+        dead_letters.read_dead_letters(settings.kafka_bootstrap_servers, since, args.error_class, topic)
+    )
     apply_migrations(settings.database_url)
-    replayed = dead_letters.replayed_positions(settings.database_url)
+    replayed = dead_letters.replayed_positions(settings.database_url, topic)
     if args.action == "list":
-        user_ids = asyncio.run(_user_ids(settings, [letter.value for letter in letters]))
+        user_ids = asyncio.run(_user_ids(settings, [letter.value for letter in letters], topic))
         print(f"{'partition/offset':>16}  {'time (UTC)':20}  {'error class':20}  {'userId':36}  replayed  message")
         for letter, user_id in zip(letters, user_ids, strict=True):
             mark = "yes" if (letter.partition, letter.offset) in replayed else "no"
@@ -161,23 +164,26 @@ def _dlq(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"would replay {len(chosen)} record(s); {skipped} already replayed (use --force to include them)")
         return 0
-    sent = asyncio.run(dead_letters.replay(settings.kafka_bootstrap_servers, settings.database_url, chosen))
+    sent = asyncio.run(dead_letters.replay(settings.kafka_bootstrap_servers, settings.database_url, chosen, topic))
     print(f"replayed {sent} record(s); skipped {skipped} already replayed")
     return 0
 
 
-async def _user_ids(settings: Settings, values: list[bytes | None]) -> list[str]:
+async def _user_ids(settings: Settings, values: list[bytes | None], dlq_topic: str) -> list[str]:
     """The userId of each record that can still be decoded ("-" otherwise); nothing else is shown."""
     from schema_registry.client import AsyncSchemaRegistryClient
 
     from acme_customer.adapters.codec import TopicCodec
     from acme_customer.adapters.dead_letters import user_id_of
-    from acme_customer.adapters.kafka import USER_EVENTS
-    from acme_customer.adapters.schemas import USER_REGISTERED
+    from acme_customer.adapters.kafka import CUSTOMER_EVENTS_DLQ, USER_EVENTS
+    from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED
     from acme_customer.errors import AcmeCustomerError
 
     registry = AsyncSchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-    codec = TopicCodec(USER_EVENTS, USER_REGISTERED, registry)
+    if dlq_topic == CUSTOMER_EVENTS_DLQ:
+        codec = TopicCodec(CUSTOMER_EVENTS_DLQ.removesuffix(".dlq"), CUSTOMER_REGISTERED, registry)
+    else:
+        codec = TopicCodec(USER_EVENTS, USER_REGISTERED, registry)
     user_ids = []
     for value in values:
         try:
@@ -252,8 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["check"])
     schemas.set_defaults(handler=_schemas)
 
-    dlq = commands.add_parser("dlq", help="list or replay the dead-letter queue")
+    dlq = commands.add_parser("dlq", help="list or replay a dead-letter queue")
     dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument(
+        "--topic",
+        choices=["identity.user.events.dlq", "customer.events.dlq"],
+        default="identity.user.events.dlq",
+        help="which DLQ: the creation side's (default) or the projector's",
+    )
     dlq.add_argument("--since", help="only records dead-lettered at or after this ISO time (UTC)")
     dlq.add_argument("--error-class", help="only records of this error class (x-error-class)")
     dlq.add_argument("--force", action="store_true", help="replay records that were replayed before")

@@ -61,15 +61,24 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, check=False, timeout=120)
 
 
-async def _dead_letter(bootstrap: str, scratch: str, error_class: str, key: bytes, value: bytes) -> None:
+async def _dead_letter(
+    bootstrap: str,
+    scratch: str,
+    error_class: str,
+    key: bytes,
+    value: bytes,
+    dlq: str = "identity.user.events.dlq",
+    own_headers: tuple[tuple[str, bytes | None], ...] = (),
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(
-            "identity.user.events.dlq",
+            dlq,
             value,
             key=key,
             headers=[
+                *own_headers,
                 ("x-error-class", error_class.encode()),
                 ("x-error-message", b"a reason"),
                 ("x-attempts", b"6"),
@@ -154,6 +163,36 @@ def test_dlq_list_and_replay_republish_chosen_records_once(environment: dict[str
     forced = cli(environment, "dlq", "replay", "--since", since, "--error-class", error_class, "--force")
     assert "replayed 2 record(s)" in forced.stdout
     asyncio.run(_read_all(bootstrap, scratch, 4))
+
+
+def test_the_projectors_dlq_is_listed_and_replayed_with_the_original_headers_byte_for_byte(
+    environment: dict[str, str],
+) -> None:
+    bootstrap = environment["KAFKA_BOOTSTRAP_SERVERS"]
+    scratch = f"scratch.replay.{uuid.uuid4().hex[:8]}"
+    error_class = f"TestFailure{uuid.uuid4().hex[:6]}"
+    asyncio.run(_create_topic(bootstrap, scratch))
+    since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    own = (("x-earlier-marker", b"1"), ("traceparent", None), ("binary", b"\xff\xfe"))
+    dlq = "customer.events.dlq"
+    asyncio.run(_dead_letter(bootstrap, scratch, error_class, b"c1", b"not json", dlq=dlq, own_headers=own))
+
+    on_identity = cli(environment, "dlq", "list", "--since", since, "--error-class", error_class)
+    assert on_identity.stdout.rstrip().endswith("0 record(s)")
+    listed = cli(environment, "dlq", "list", "--topic", dlq, "--since", since, "--error-class", error_class)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.rstrip().endswith("1 record(s)")
+
+    replayed = cli(environment, "dlq", "replay", "--topic", dlq, "--since", since, "--error-class", error_class)
+    assert "replayed 1 record(s); skipped 0" in replayed.stdout, replayed.stderr
+    (record,) = asyncio.run(_read_all(bootstrap, scratch, 1))
+    assert (record.key, record.value) == (b"c1", b"not json")
+    # its own headers byte for byte (a null value stays null), ours (x-) dropped
+    assert [(name, value) for name, value in record.headers if name != "x-replayed-from"] == [
+        ("traceparent", None),
+        ("binary", b"\xff\xfe"),
+    ]
+    assert dict(record.headers)["x-replayed-from"].startswith(f"{dlq}/".encode())
 
 
 def test_projections_rebuild_restores_missing_documents_idempotently(environment: dict[str, str]) -> None:
