@@ -252,7 +252,7 @@ class DeadLetter:
     origin: tuple[str, int, int]
     error: BaseException
     attempts: int
-    headers: list[tuple[str, bytes]] | None
+    headers: list[tuple[str, bytes | None]] | None
 
     @property
     def error_class(self) -> str:
@@ -286,7 +286,7 @@ class FakePublisher(EventPublisher):
         origin: tuple[str, int, int],
         error: BaseException,
         attempts: int,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
         self.failures.check("dead_letter", key, value, origin, error, attempts)
         self.dead_letters.append(DeadLetter(key, value, origin, error, attempts, headers))
