@@ -20,9 +20,10 @@ CUSTOMER_EVENTS = "customer.events"
 USER_EVENTS = "identity.user.events"
 USER_EVENTS_DLQ = "identity.user.events.dlq"
 CUSTOMER_EVENTS_DLQ = "customer.events.dlq"
-# What this service's producers write with: lz4 costs the least CPU of Kafka's codecs at a ratio
-# close to zstd's on small JSON/Avro events (docs/performance.md), and every client reads it.
-OUTPUT_COMPRESSION = "lz4"
+# What this service's producers write with. zstd, measured on batches of our own events
+# (benchmarks/codec_cost.py, docs/performance.md): 5.8x smaller at ~2 µs of CPU per event,
+# where lz4 (through cramjam) gave 3.5x at ~7 µs. Needs brokers from Kafka 2.1 on.
+OUTPUT_COMPRESSION = "zstd"
 
 tracer = trace.get_tracer("acme_customer")
 Headers = list[Header]
