@@ -15,7 +15,7 @@ from uuid import UUID
 
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CustomerRegistered
-from acme_customer.errors import StoreConflict
+from acme_customer.errors import ReadModelConflict, RecordRejected, StoreConflict
 from acme_customer.service_layer.ports import (
     CustomerStore,
     CustomerUnitOfWork,
@@ -212,6 +212,11 @@ class FakeUnitOfWork(CustomerUnitOfWork):
         existing = self._all_events()
         if any(event.event_id in existing for event in events):
             raise StoreConflict("uniqueness conflict: event_store_pkey")
+        # every event here is version 1 of its customer: (aggregate_id, aggregate_version) is unique
+        aggregates = [envelope["aggregateId"] for envelope in existing.values()]
+        new_aggregates = [str(event.customer_id) for event in events]
+        if len(set(new_aggregates)) < len(new_aggregates) or set(new_aggregates) & set(aggregates):
+            raise StoreConflict("uniqueness conflict: event_store_aggregate_id_aggregate_version_key")
         for event in events:
             self._events[event.event_id] = event.to_dict()
 
@@ -220,6 +225,9 @@ class FakeUnitOfWork(CustomerUnitOfWork):
         existing = {**self.store.processed, **self._processed}
         if any(event_id in existing for event_id, _ in processed):
             raise StoreConflict("uniqueness conflict: processed_events_pkey")
+        customers = {customer.customer_id for customer in self._all_customers()}
+        if any(customer_id not in customers for _, customer_id in processed):
+            raise RecordRejected("PostgreSQL refused the record: ForeignKeyViolation")
         self._processed.update(processed)
 
     async def commit(self) -> None:
@@ -311,7 +319,8 @@ class FakeProfiles(ProfileSource):
 
 
 class FakeReadModel(ReadModel):
-    """Documents by ``_id``, replaced only by a higher ``_version``; ``failures`` operations: "upsert", "ping"."""
+    """Documents by ``_id``, replaced only by a higher ``_version``, unique by userId and customerNumber
+    (ReadModelConflict, as MongoDB's indexes); ``failures`` operations: "upsert", "ping"."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
@@ -330,6 +339,12 @@ class FakeReadModel(ReadModel):
         self.upserts.append(list(documents))
         written = 0
         for document in documents:
+            for key in ("userId", "customerNumber"):  # the unique secondary indexes
+                if any(
+                    other["_id"] != document["_id"] and other.get(key) == document.get(key)
+                    for other in self.documents.values()
+                ):
+                    raise ReadModelConflict(f"customer {document['_id']}: another document holds its {key}")
             stored = self.documents.get(document["_id"])
             if stored is None or stored["_version"] < document["_version"]:
                 self.documents[document["_id"]] = document
