@@ -29,6 +29,7 @@ from acme_customer.adapters.kafka import (
     USER_EVENTS_DLQ,
 )
 from acme_customer.bootstrap import Container, kafka_reachable
+from acme_customer.entrypoints.faust_internals import clear_when_flow_stops, forget_unacked
 from acme_customer.entrypoints.kafka_records import record_of
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.observability import configure_logging, configure_tracing
@@ -137,8 +138,8 @@ def _deliveries(stream: Any, events: Sequence[Any]) -> list[Delivery]:
 def _release(message: Any) -> None:
     # An abandoned record is neither acknowledged nor processed: Faust must stop waiting for it
     # (wait_empty, before a rebalance or a shutdown commits) without counting it as done, so
-    # the committed offset stays before it. faust 0.15.3 has no public call for that.
-    app.consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
+    # the committed offset stays before it.
+    forget_unacked(app.consumer, message)
 
 
 def _partition_lanes(handler: Any, batch_size: int, agent: str, sleep: Any = asyncio.sleep) -> PartitionLanes:
@@ -150,9 +151,8 @@ def _partition_lanes(handler: Any, batch_size: int, agent: str, sleep: Any = asy
         sleep=sleep,
         agent=agent,
     )
-    # Faust clears the queues its flow control manages when it suspends the flow, before it
-    # waits for the records in flight (rebalance, shutdown): the moment to abandon the lanes.
-    app.flow_control.manage_queue(lanes)  # type: ignore[arg-type]  # duck-typed: only clear() is called
+    # the moment to abandon the lanes: a rebalance or a shutdown begins
+    clear_when_flow_stops(app.flow_control, lanes)
     return lanes
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from schema_registry.client import AsyncSchemaRegistryClient
 
+from acme_customer import faults
 from acme_customer.adapters import schemas
 from acme_customer.adapters.codec import AVRO, TopicCodec
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, KafkaPublisher, Producer
@@ -22,6 +23,7 @@ from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
 from acme_customer.config import Settings
 from acme_customer.service_layer.handlers import CustomerEventProjector, IdentityEventHandler
+from acme_customer.service_layer.ports import CustomerStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +79,14 @@ class Container:
             schema_id = await customer_events.register()
             logger.info("CustomerRegistered schema registered as id %d under %s", schema_id, customer_events.subject)
         publisher = KafkaPublisher(producer, customer_events.encode)
+        # the fault-injection harness's crash and failure points, only when it asks for them
+        handler_store: CustomerStore = faults.FaultyStore(store) if faults.requested(os.environ) else store
         self._services = Services(
             settings=settings,
             store=store,
             read_model=read_model,
             identity_events=IdentityEventHandler(
-                store=store, publisher=publisher, decode=user_events.decode, backoff=settings.retry_backoff
+                store=handler_store, publisher=publisher, decode=user_events.decode, backoff=settings.retry_backoff
             ),
             customer_events=CustomerEventProjector(
                 source=PostgresProfiles(store.pool),

@@ -25,7 +25,6 @@ from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CUSTOMER_REGISTERED, EVENT_VERSION, CustomerRegistered
 from acme_customer.errors import RecordRejected, StoreConflict, StoreDefect, StoreUnavailable
-from acme_customer.faults import crash_point
 from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, StoredRegistration
 from acme_customer.service_layer.project_customers import ProfileSource
 
@@ -211,7 +210,6 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
             )
 
     async def commit(self) -> None:
-        crash_point("before_commit")
         async with _translated():
             await self.connection.commit()
         self._done = True

@@ -30,7 +30,6 @@ from acme_customer.errors import (
     UnexplainedFailure,
     UnknownCustomer,
 )
-from acme_customer.faults import crash_point, failure_point
 from acme_customer.service_layer.create_customers import Outcome, create_customers
 from acme_customer.service_layer.isolation import attempt_alone, dead_letter_all, merged
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
@@ -177,7 +176,6 @@ class IdentityEventHandler:
     ) -> tuple[TransientError, list[Record]] | None:
         """Commit the customers, publish their events, dead-letter what the store refused."""
         outcomes = await self._create([user for _, user in fresh])
-        crash_point("after_commit")
         try:
             await self._publish(outcomes)
         except TransientError as error:
@@ -188,7 +186,6 @@ class IdentityEventHandler:
             return error, [record for record, user in fresh if user.event_id in unpublished]
         refused_left = await self._dead_letter_refused(fresh, outcomes)
         self._account(fresh, outcomes, set())
-        crash_point("after_publish")  # before Faust acknowledges the batch and commits its offsets
         return refused_left
 
     async def _accept(self, record: Record) -> UserRegistered | None:
@@ -212,7 +209,6 @@ class IdentityEventHandler:
 
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
         started = time.perf_counter()
-        failure_point("create", (str(user.user_id) for user in users))
         outcomes = await create_customers(users, self.store, self.now)
         metrics.processing_attempts_total.labels(agent="user_registered", outcome="ok").inc()
         metrics.customer_creation_duration_seconds.observe(time.perf_counter() - started)
