@@ -30,11 +30,10 @@ from acme_customer.adapters.kafka import (
 )
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.entrypoints.faust_internals import clear_when_flow_stops, forget_unacked
-from acme_customer.entrypoints.kafka_records import record_of
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.observability import configure_logging, configure_tracing
-from acme_customer.service_layer.partition_lanes import Delivery, PartitionLanes
-from acme_customer.service_layer.ports import Record
+from acme_customer.stream.lanes import Delivery, PartitionLanes
+from acme_customer.stream.records import Record, record_of
 
 APP_ID = "customer-service"
 container = Container()
@@ -159,11 +158,11 @@ def _partition_lanes(handler: Any, batch_size: int, agent: str, sleep: Any = asy
 # concurrency stays 1: with more, Faust commits offsets past records still in flight (faust-streaming #606);
 # the lanes acknowledge each partition's records in order, and only when finished
 @app.agent(user_events_topic, concurrency=1)
-async def user_registered(stream: Any) -> None:
+async def register_customer(stream: Any) -> None:
     """UserRegistered -> customer in PostgreSQL -> CustomerRegistered on customer.events."""
     services = await container.wait_started()
     settings = services.settings
-    lanes = _partition_lanes(services.identity_events, settings.batch_size, "user_registered")
+    lanes = _partition_lanes(services.register_customer, settings.batch_size, "register_customer")
     async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_seconds):
         deliveries = _deliveries(stream, events)
         records = [delivery.record for delivery in deliveries]
@@ -180,7 +179,7 @@ async def project_customer(stream: Any) -> None:
     """CustomerRegistered -> the customer's document in MongoDB."""
     services = await container.wait_started()
     settings = services.settings
-    projector = services.customer_events
+    projector = services.project_customer
     # larger batches than the creation side: after a MongoDB outage the backlog must drain fast;
     # a lane waits with the projector's own wait, which ends as soon as MongoDB answers again
     lanes = _partition_lanes(projector, settings.projection_batch_size, "project_customer", projector.wait_before_retry)

@@ -22,8 +22,9 @@ from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
 from acme_customer.config import Settings
-from acme_customer.service_layer.handlers import CustomerEventProjector, IdentityEventHandler
 from acme_customer.service_layer.ports import CustomerStore
+from acme_customer.stream.project_customer import CustomerEventProjector
+from acme_customer.stream.register_customer import RegisterCustomerHandler
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ class Services:
     settings: Settings
     store: PostgresCustomerStore
     read_model: MongoReadModel
-    identity_events: IdentityEventHandler
-    customer_events: CustomerEventProjector
+    register_customer: RegisterCustomerHandler
+    project_customer: CustomerEventProjector
 
 
 class Container:
@@ -85,10 +86,10 @@ class Container:
             settings=settings,
             store=store,
             read_model=read_model,
-            identity_events=IdentityEventHandler(
+            register_customer=RegisterCustomerHandler(
                 store=handler_store, publisher=publisher, decode=user_events.decode, backoff=settings.retry_backoff
             ),
-            customer_events=CustomerEventProjector(
+            project_customer=CustomerEventProjector(
                 source=PostgresProfiles(store.pool),
                 read_model=read_model,
                 publisher=publisher,

@@ -14,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 
 from acme_customer.errors import PublishFailed
-from acme_customer.service_layer.ports import EventPublisher, Header
+from acme_customer.service_layer.ports import EventPublisher
 
 CUSTOMER_EVENTS = "customer.events"
 USER_EVENTS = "identity.user.events"
@@ -26,7 +26,7 @@ CUSTOMER_EVENTS_DLQ = "customer.events.dlq"
 OUTPUT_COMPRESSION = "zstd"
 
 tracer = trace.get_tracer("acme_customer")
-Headers = list[Header]
+Headers = list[tuple[str, bytes | None]]  # Kafka allows a null header value
 
 
 def dead_letter_topic(topic: str) -> str:

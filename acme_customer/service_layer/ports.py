@@ -13,7 +13,6 @@ from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CustomerRegistered
 
 Envelope = dict[str, Any]
-Header = tuple[str, bytes | None]  # Kafka allows a null header value
 
 
 @dataclass(frozen=True)
@@ -78,35 +77,8 @@ class CustomerStore(abc.ABC):
         """Note that Kafka acknowledged these events (so redeliveries need not re-publish them)."""
 
 
-@dataclass(frozen=True)
-class Record:
-    """A consumed Kafka record, independent of the client library."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[Header]
-
-    @property
-    def origin(self) -> tuple[str, int, int]:
-        return (self.topic, self.partition, self.offset)
-
-
 class EventPublisher(abc.ABC):
-    """Publishes to Kafka and waits for the acknowledgement."""
+    """Publishes CustomerRegistered events and waits until they are safe (Kafka acknowledged them)."""
 
     @abc.abstractmethod
     async def publish_customer_registered(self, envelopes: Sequence[Envelope]) -> None: ...
-
-    @abc.abstractmethod
-    async def dead_letter(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        origin: tuple[str, int, int],
-        error: BaseException,
-        attempts: int,
-        headers: list[Header] | None = None,
-    ) -> None: ...

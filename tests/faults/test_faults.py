@@ -293,7 +293,7 @@ def _retries(worker: Worker) -> float:
         text = http_text(f"{worker.url}/metrics")
     except OSError:
         return 0.0
-    found = re.search(r'processing_attempts_total\{agent="user_registered",outcome="retry"\} (\S+)', text)
+    found = re.search(r'processing_attempts_total\{agent="register_customer",outcome="retry"\} (\S+)', text)
     return float(found.group(1)) if found else 0.0
 
 

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from acme_customer.adapters.codec import TopicCodec
 from acme_customer.adapters.postgres import PostgresCustomerStore
 from acme_customer.adapters.schemas import USER_REGISTERED
-from acme_customer.service_layer.handlers import IdentityEventHandler
-from acme_customer.service_layer.ports import Record
+from acme_customer.stream.records import Record
+from acme_customer.stream.register_customer import RegisterCustomerHandler
 from tests.unit.fakes import FakePublisher
 
 pytestmark = pytest.mark.integration
@@ -164,7 +164,7 @@ def test_every_record_of_a_hostile_batch_ends_in_exactly_one_state(
 ) -> None:
     loop, store = loop_and_store
     publisher = FakePublisher()
-    handler = IdentityEventHandler(
+    handler = RegisterCustomerHandler(
         store=store,
         publisher=publisher,
         decode=TopicCodec(TOPIC, USER_REGISTERED, None).decode,

@@ -20,8 +20,8 @@ from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import UserRegistered
 from acme_customer.errors import ReadModelConflict, ReadModelUnreachable
-from acme_customer.service_layer.create_customers import create_customers
 from acme_customer.service_layer.project_customers import project_customers
+from acme_customer.service_layer.register_customers import register_customers
 
 pytestmark = pytest.mark.integration
 
@@ -206,7 +206,7 @@ async def test_ac05_project_customers_writes_the_postgres_customer_to_the_read_m
         )
         for index in range(2)
     ]
-    outcomes = await create_customers(users, adapter_store, lambda: datetime.now(UTC))
+    outcomes = await register_customers(users, adapter_store, lambda: datetime.now(UTC))
     envelopes = [outcome.envelope for outcome in outcomes if outcome.envelope is not None]
     assert len(envelopes) == 2
     profiles = PostgresProfiles(adapter_store.pool)

@@ -26,7 +26,7 @@ from pymongo import MongoClient
 from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.postgres import PostgresCustomerStore
 from acme_customer.adapters.topics import ensure_topics
-from acme_customer.service_layer.create_customers import create_customers
+from acme_customer.service_layer.register_customers import register_customers
 from tests.unit.builders import user_registered
 
 pytestmark = pytest.mark.integration
@@ -201,7 +201,7 @@ def test_projections_rebuild_restores_missing_documents_idempotently(environment
         await store.open()
         try:
             users = [user_registered(user_id=uuid.uuid4(), event_id=uuid.uuid4()) for _ in range(3)]
-            outcomes = await create_customers(users, store, lambda: datetime.now(UTC))
+            outcomes = await register_customers(users, store, lambda: datetime.now(UTC))
             return [str(outcome.customer_id) for outcome in outcomes]
         finally:
             await store.close()

@@ -24,7 +24,7 @@ from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import UserRegistered
 from acme_customer.errors import PermanentError, StoreDefect
-from acme_customer.service_layer.create_customers import Outcome, create_customers
+from acme_customer.service_layer.register_customers import Outcome, register_customers
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +153,7 @@ async def test_ac04_event_store_failure_rolls_back_customer_and_counter(adapter_
     (month,) = fresh_months()
     ym = year_month(month)
     first = a_user(month)
-    [seeded] = await create_customers([first], adapter_store, now)
+    [seeded] = await register_customers([first], adapter_store, now)
     assert number_of(seeded).sequence == 1
     assert await counter(adapter_store, ym) == 1
 
@@ -178,7 +178,7 @@ async def test_ac04_event_store_failure_rolls_back_customer_and_counter(adapter_
         # the event-store insert fails after the customers and preferences rows went in, in the same transaction
         # (a RAISE from a trigger: not an outage, so a StoreDefect, which the handlers isolate record by record)
         with pytest.raises(StoreDefect, match="RaiseException"):
-            await create_customers([neighbour, doomed], adapter_store, now)
+            await register_customers([neighbour, doomed], adapter_store, now)
 
         for user in (neighbour, doomed):
             assert await customers_of(adapter_store, user.user_id) == []
@@ -203,7 +203,7 @@ async def test_ac04_event_store_failure_rolls_back_customer_and_counter(adapter_
             await connection.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON event_store").format(trigger))
             await connection.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(function))
 
-    [outcome] = await create_customers([doomed], adapter_store, now)
+    [outcome] = await register_customers([doomed], adapter_store, now)
     assert outcome.created and outcome.error is None
     assert number_of(outcome) == CustomerNumber(ym, 2)  # the failed attempt used up no number
     assert await counter(adapter_store, ym) == 2
@@ -225,7 +225,7 @@ async def test_ac03_numbers_are_gapless_and_unique_under_concurrent_writers(
     batches = [[a_user(month + timedelta(minutes=task * 25 + i)) for i in range(25)] for task in range(8)]
 
     results = await asyncio.wait_for(
-        asyncio.gather(*(create_customers(batch, adapter_store, now) for batch in batches)), timeout=60
+        asyncio.gather(*(register_customers(batch, adapter_store, now) for batch in batches)), timeout=60
     )
 
     outcomes = [outcome for batch in results for outcome in batch]
@@ -252,7 +252,7 @@ async def test_ac10_concurrent_deliveries_of_the_same_users_create_each_customer
     batches = [[redelivered(user, event_id=uuid.uuid4()) for user in originals] for _ in range(4)]
 
     results = await asyncio.wait_for(
-        asyncio.gather(*(create_customers(batch, adapter_store, now) for batch in batches)), timeout=60
+        asyncio.gather(*(register_customers(batch, adapter_store, now) for batch in batches)), timeout=60
     )
 
     for index, user in enumerate(originals):
@@ -281,7 +281,7 @@ async def test_ac03_sequence_restarts_at_000001_each_month(adapter_store: Postgr
         a_user(late_january_elsewhere),
     ]
 
-    outcomes = await create_customers(users, adapter_store, now)
+    outcomes = await register_customers(users, adapter_store, now)
 
     assert [str(number_of(outcome)) for outcome in outcomes] == [
         f"ACME-{feb}-000001",
@@ -292,7 +292,7 @@ async def test_ac03_sequence_restarts_at_000001_each_month(adapter_store: Postgr
     ]
     assert (await counter(adapter_store, jan), await counter(adapter_store, feb)) == (3, 2)
 
-    [next_month] = await create_customers([a_user(march + timedelta(days=20))], adapter_store, now)
+    [next_month] = await register_customers([a_user(march + timedelta(days=20))], adapter_store, now)
     assert str(number_of(next_month)) == f"ACME-{year_month(march)}-000001"
 
 
@@ -306,10 +306,10 @@ async def test_ac10_redelivery_creates_nothing_and_returns_the_stored_event(
     ym = year_month(month)
     user = a_user(month)
 
-    [first] = await create_customers([user], adapter_store, now)
-    [again] = await create_customers([redelivered(user)], adapter_store, now)
+    [first] = await register_customers([user], adapter_store, now)
+    [again] = await register_customers([redelivered(user)], adapter_store, now)
     other_event = redelivered(user, event_id=uuid.uuid4())
-    [via_other_event] = await create_customers([other_event], adapter_store, now)
+    [via_other_event] = await register_customers([other_event], adapter_store, now)
 
     assert first.created and first.customer_id is not None and first.envelope is not None
     assert (again.created, again.customer_id, again.envelope, again.error) == (
@@ -345,7 +345,7 @@ async def test_duplicates_within_one_batch_create_one_customer(adapter_store: Po
     two_events = a_user(month + timedelta(minutes=1))
     second_event = redelivered(two_events, event_id=uuid.uuid4())
 
-    outcomes = await create_customers([twice, redelivered(twice), two_events, second_event], adapter_store, now)
+    outcomes = await register_customers([twice, redelivered(twice), two_events, second_event], adapter_store, now)
 
     assert [(o.created, o.publish, o.error) for o in outcomes] == [
         (True, True, None),
@@ -406,7 +406,7 @@ async def test_a_conflicting_record_is_isolated_and_its_neighbours_commit(
     before, bad, after = (a_user(month + timedelta(minutes=i)) for i in range(3))
     await conflict(adapter_store, bad)
 
-    outcomes = await create_customers([before, bad, after], adapter_store, now)
+    outcomes = await register_customers([before, bad, after], adapter_store, now)
 
     assert [(o.created, o.error is None) for o in outcomes] == [(True, True), (False, False), (True, True)]
     assert isinstance(outcomes[1].error, PermanentError)
@@ -424,8 +424,8 @@ async def test_unpublished_event_is_republished_on_redelivery_until_marked_publi
     (month,) = fresh_months()
     user = a_user(month)
 
-    [first] = await create_customers([user], adapter_store, now)
-    [second] = await create_customers([redelivered(user)], adapter_store, now)
+    [first] = await register_customers([user], adapter_store, now)
+    [second] = await register_customers([redelivered(user)], adapter_store, now)
     assert (first.created, first.publish) == (True, True)
     assert (second.created, second.publish, second.envelope) == (False, True, first.envelope)
 
@@ -437,8 +437,8 @@ async def test_unpublished_event_is_republished_on_redelivery_until_marked_publi
     )
     assert published[0][0] is not None
 
-    [third] = await create_customers([redelivered(user)], adapter_store, now)
-    [other_event] = await create_customers([redelivered(user, event_id=uuid.uuid4())], adapter_store, now)
+    [third] = await register_customers([redelivered(user)], adapter_store, now)
+    [other_event] = await register_customers([redelivered(user, event_id=uuid.uuid4())], adapter_store, now)
     assert (third.created, third.publish, third.envelope) == (False, False, first.envelope)
     assert (other_event.created, other_event.publish) == (False, False)
 
@@ -453,7 +453,7 @@ async def test_ac07_profiles_load_the_stored_customer_with_its_preferences(
     ym = year_month(month)
     opted_in = a_user(month + timedelta(seconds=1, microseconds=250_000), marketing_opt_in=True)
     opted_out = a_user(month + timedelta(seconds=2))
-    outcomes = await create_customers([opted_in, opted_out], adapter_store, now)
+    outcomes = await register_customers([opted_in, opted_out], adapter_store, now)
     ids = [outcome.customer_id for outcome in outcomes]
     assert None not in ids
 

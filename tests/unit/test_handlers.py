@@ -26,9 +26,10 @@ from acme_customer.errors import (
     StoreConflict,
     StoreUnavailable,
 )
-from acme_customer.service_layer.create_customers import create_customers
-from acme_customer.service_layer.handlers import CustomerEventProjector, IdentityEventHandler
-from acme_customer.service_layer.ports import Record
+from acme_customer.service_layer.register_customers import register_customers
+from acme_customer.stream.project_customer import CustomerEventProjector
+from acme_customer.stream.records import Record
+from acme_customer.stream.register_customer import RegisterCustomerHandler
 from tests.unit.builders import (
     CORRELATION_ID,
     MISSING,
@@ -80,8 +81,8 @@ def batch(*values: object) -> list[Record]:
     return [record(value, offset) for offset, value in enumerate(values, start=100)]
 
 
-def make_handler(store: FakeCustomerStore, publisher: FakePublisher) -> IdentityEventHandler:
-    return IdentityEventHandler(
+def make_handler(store: FakeCustomerStore, publisher: FakePublisher) -> RegisterCustomerHandler:
+    return RegisterCustomerHandler(
         store=store, publisher=publisher, decode=decode, backoff=NO_WAIT, now=lambda: STORY_MOMENT
     )
 
@@ -295,7 +296,7 @@ async def test_ac10_a_fresh_worker_does_not_republish_an_event_the_store_marked_
 async def test_ac10_a_redelivery_republishes_the_stored_event_when_the_worker_died_before_publishing() -> None:
     store, publisher = FakeCustomerStore(), FakePublisher()
     # the first worker committed, then died before Kafka acknowledged the event
-    (outcome,) = await create_customers([user_registered()], store, lambda: STORY_MOMENT)
+    (outcome,) = await register_customers([user_registered()], store, lambda: STORY_MOMENT)
     stored = store.event_of(store.customer_of(USER_ID).customer_id)
     assert store.published == set()
 
@@ -339,11 +340,11 @@ async def test_ac10_two_events_for_one_user_in_one_batch_create_one_customer() -
 async def test_ac09_a_store_unavailable_on_the_first_two_commits_succeeds_on_the_third() -> None:
     store, publisher = FakeCustomerStore(), FakePublisher()
     store.failures.fail("commit", StoreUnavailable("PostgreSQL unavailable: OperationalError"), times=2)
-    retries = sample("processing_attempts_total", agent="user_registered", outcome="retry")
+    retries = sample("processing_attempts_total", agent="register_customer", outcome="retry")
 
     await make_handler(store, publisher).handle(batch(user_document(1)))
 
-    assert sample("processing_attempts_total", agent="user_registered", outcome="retry") == retries + 2
+    assert sample("processing_attempts_total", agent="register_customer", outcome="retry") == retries + 2
     assert store.failures.calls["commit"] == 3
     assert [uow.rolled_back for uow in store.units_of_work] == [True, True, False]
     assert store.customer_numbers() == ["ACME-202601-000001"]  # the rolled-back numbers were returned
@@ -355,12 +356,12 @@ async def test_ac09_a_store_unavailable_on_the_first_two_commits_succeeds_on_the
 async def test_ac09_a_store_unavailable_on_every_attempt_dead_letters_every_valid_record_after_6_attempts() -> None:
     store, publisher = FakeCustomerStore(), FakePublisher()
     store.failures.always("commit", StoreUnavailable("PostgreSQL unavailable: OperationalError"))
-    exhausted = sample("processing_attempts_total", agent="user_registered", outcome="exhausted")
+    exhausted = sample("processing_attempts_total", agent="register_customer", outcome="exhausted")
 
     await make_handler(store, publisher).handle(batch(user_document(1), b"not json", user_document(3)))
 
     assert store.failures.calls["commit"] == ATTEMPTS + 2  # then each of the two alone, once
-    assert sample("processing_attempts_total", agent="user_registered", outcome="exhausted") == exhausted + 1
+    assert sample("processing_attempts_total", agent="register_customer", outcome="exhausted") == exhausted + 1
     assert sorted((dead.origin[2], dead.error_class, dead.attempts) for dead in publisher.dead_letters) == [
         (100, "StoreUnavailable", ATTEMPTS),
         (101, "InvalidEvent", 1),
@@ -484,7 +485,7 @@ async def test_a_record_that_cannot_be_read_yet_holds_back_its_partition_and_not
             raise RegistryUnavailable("schema registry unreachable")
         return await decode(value)
 
-    handler = IdentityEventHandler(store, publisher, decode_or_fail, NO_WAIT, now=lambda: STORY_MOMENT)
+    handler = RegisterCustomerHandler(store, publisher, decode_or_fail, NO_WAIT, now=lambda: STORY_MOMENT)
     first, held, after, elsewhere = (
         Record(IDENTITY_TOPIC, 0, 10, None, json.dumps(user_document(1)).encode(), []),
         Record(IDENTITY_TOPIC, 0, 11, None, unreadable, []),

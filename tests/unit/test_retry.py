@@ -9,8 +9,8 @@ import pytest
 
 from acme_customer.config import DEFAULT_BACKOFF
 from acme_customer.errors import PublishFailed, StoreUnavailable, TransientError
-from acme_customer.service_layer.ports import Record
-from acme_customer.service_layer.retry import Unfinished, retry_unfinished
+from acme_customer.stream.records import Record
+from acme_customer.stream.retry import Unfinished, retry_unfinished
 
 AC09_DELAYS = (1, 2, 4, 8, 16)
 RECORDS = (Record("identity.user.events", 0, 1, None, b"{}", []), Record("identity.user.events", 0, 2, None, b"{}", []))

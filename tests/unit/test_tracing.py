@@ -29,8 +29,8 @@ from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
 from acme_customer.domain.events import UserRegistered
 from acme_customer.errors import ConfigError
 from acme_customer.observability import configure_tracing
-from acme_customer.service_layer.create_customers import create_customers
 from acme_customer.service_layer.project_customers import project_customers
+from acme_customer.service_layer.register_customers import register_customers
 from tests.unit.builders import STORY_MOMENT, user_registered
 from tests.unit.fakes import FakeCustomerStore, FakeProfiles, FakeReadModel
 
@@ -138,7 +138,7 @@ class FakeProducer:
 
 async def created_envelopes(users: Sequence[UserRegistered] = USERS) -> tuple[FakeCustomerStore, list[Any]]:
     store = FakeCustomerStore()
-    outcomes = await create_customers(list(users), store, now)
+    outcomes = await register_customers(list(users), store, now)
     envelopes = [outcome.envelope for outcome in outcomes]
     assert all(envelope is not None for envelope in envelopes)
     return store, envelopes

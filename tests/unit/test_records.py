@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from acme_customer.entrypoints.kafka_records import headers_of, record_of
+from acme_customer.stream.records import headers_of, record_of
 
 
 @dataclass

@@ -14,14 +14,29 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from acme_customer import observability as metrics
 from acme_customer.errors import FailedAlone, TransientError, UnexplainedFailure
-from acme_customer.service_layer.ports import EventPublisher, Record
-from acme_customer.service_layer.retry import Unfinished
+from acme_customer.stream.records import Header, Record
+from acme_customer.stream.retry import Unfinished
 
 logger = logging.getLogger(__name__)
 Attempt = Callable[[Sequence[Record]], Awaitable[Unfinished | None]]
+
+
+class DeadLetterSink(Protocol):
+    """Where a record goes that cannot be processed: its topic's DLQ, waiting for Kafka's acknowledgement."""
+
+    async def dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        origin: tuple[str, int, int],
+        error: BaseException,
+        attempts: int,
+        headers: list[Header] | None = None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ async def attempt_alone(records: Sequence[Record], attempt: Attempt, error: Base
 
 
 async def dead_letter_all(
-    publisher: EventPublisher, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
+    publisher: DeadLetterSink, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
 ) -> Unfinished | None:
     """Dead-letter each record with its reason; return those Kafka refused.
 

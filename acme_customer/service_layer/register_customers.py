@@ -1,4 +1,4 @@
-"""Use case: create customer profiles from ``UserRegistered`` events (US-0002-03).
+"""Use case: register customers from ``UserRegistered`` events (US-0002-03): their profiles, numbers and events.
 
 A batch is written in one transaction: one counter update per month, then the customers,
 their preferences, their CustomerRegistered events and the processed input eventIds.
@@ -35,7 +35,7 @@ class Outcome:
     error: PermanentError | None = None  # set when the record is refused for good
 
 
-async def create_customers(
+async def register_customers(
     users: Sequence[UserRegistered], store: CustomerStore, now: Callable[[], datetime]
 ) -> list[Outcome]:
     """Create a customer for every new user; duplicates resolve to the existing customer."""

@@ -10,9 +10,26 @@ handlers decide what becomes of it (mostly: the DLQ, with a reason).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from acme_customer.service_layer.ports import Header, Record
+Header = tuple[str, bytes | None]  # Kafka allows a null header value
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed Kafka record, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header]
+
+    @property
+    def origin(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
 
 
 def record_of(message: Any) -> Record:

@@ -1,9 +1,9 @@
-"""Message handlers: what the agents run for each batch of consumed records.
+"""The register-customer flow at the stream edge: what the ``register_customer`` agent runs per batch.
 
-For identity events: decode and validate each record (a bad one goes to the DLQ at once),
-skip other event types, create the customers in one transaction (retried with backoff),
-publish their CustomerRegistered events and wait for Kafka, then dead-letter what was
-refused. The batch is finished (and may be acknowledged) only when this returns.
+Decode and validate each record (a bad one goes to the DLQ at once), skip other event types,
+register the customers (``service_layer.register_customers``: one transaction), publish their
+CustomerRegistered events and wait for Kafka, then dead-letter what was refused. The batch is
+finished (and may be acknowledged) only when this returns.
 """
 
 from __future__ import annotations
@@ -15,34 +15,28 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from acme_customer import observability as metrics
-from acme_customer.domain.clock import parse_rfc3339
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
-from acme_customer.errors import (
-    InvalidEvent,
-    PermanentError,
-    ReadModelUnreachable,
-    TransientError,
-    UnexplainedFailure,
-    UnknownCustomer,
-)
-from acme_customer.service_layer.create_customers import Outcome, create_customers
-from acme_customer.service_layer.isolation import attempt_alone, dead_letter_all, merged
-from acme_customer.service_layer.ports import CustomerStore, EventPublisher, Record
-from acme_customer.service_layer.project_customers import (
-    ProfileSource,
-    ReadModel,
-    project_registrations,
-    registered_customer_id,
-)
-from acme_customer.service_layer.retry import Unfinished, retry_unfinished
+from acme_customer.errors import InvalidEvent, TransientError
+from acme_customer.service_layer.ports import CustomerStore, Envelope
+from acme_customer.service_layer.register_customers import Outcome, register_customers
+from acme_customer.stream.isolation import DeadLetterSink, attempt_alone, dead_letter_all, merged
+from acme_customer.stream.records import Record
+from acme_customer.stream.retry import Unfinished, retry_unfinished
 
 logger = logging.getLogger(__name__)
 Decoder = Callable[[bytes | None], Awaitable[Any]]  # the codec at the edge, for one topic
+AGENT = "register_customer"
+
+
+class Publisher(DeadLetterSink, Protocol):
+    """Kafka for this flow: CustomerRegistered out, dead letters aside (both wait for the broker)."""
+
+    async def publish_customer_registered(self, envelopes: Sequence[Envelope]) -> None: ...
 
 
 class ProcessedCache:
@@ -67,7 +61,7 @@ class ProcessedCache:
 
 
 @dataclass
-class IdentityEventHandler:
+class RegisterCustomerHandler:
     """Turns UserRegistered records into customers, one attempt at a time.
 
     ``attempt`` tries a batch once and returns what it could not finish for a transient
@@ -78,7 +72,7 @@ class IdentityEventHandler:
     """
 
     store: CustomerStore
-    publisher: EventPublisher
+    publisher: Publisher
     decode: Decoder
     backoff: Sequence[float]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -209,8 +203,8 @@ class IdentityEventHandler:
 
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
         started = time.perf_counter()
-        outcomes = await create_customers(users, self.store, self.now)
-        metrics.processing_attempts_total.labels(agent="user_registered", outcome="ok").inc()
+        outcomes = await register_customers(users, self.store, self.now)
+        metrics.processing_attempts_total.labels(agent=AGENT, outcome="ok").inc()
         metrics.customer_creation_duration_seconds.observe(time.perf_counter() - started)
         return outcomes
 
@@ -277,150 +271,3 @@ class IdentityEventHandler:
         refused = await dead_letter_all(self.publisher, [record], [error], attempts)
         if refused is not None:
             raise refused.error
-
-
-@dataclass
-class CustomerEventProjector:
-    """Projects CustomerRegistered events into the read model; retries while MongoDB is down.
-
-    Every record ends projected, skipped as another event type (counted), or on
-    ``customer.events.dlq`` with its reason; none is acknowledged otherwise.
-    """
-
-    source: ProfileSource
-    read_model: ReadModel
-    publisher: EventPublisher  # for the dead letters
-    decode: Decoder
-    backoff: Sequence[float]
-    probe_interval: float = 0.25
-    _unreachable: bool = field(default=False, init=False)  # the last failed attempt found no read model
-
-    async def wait_before_retry(self, delay: float) -> None:
-        """Wait ``delay``; after an outage, stop waiting as soon as the read model answers again.
-
-        An outage is a read model that did not answer at the last failure or does not answer
-        now. The backlog then drains at once instead of after the rest of a long backoff step
-        (AC-05: caught up within 2 s of its return). Asking the last failure, not only a ping
-        now, matters: an attempt that failed just before MongoDB came back would otherwise
-        find it answering and sleep out a whole step (16 s; seen in CI). A read model that
-        answers but fails (not an outage) gets the whole delay.
-        """
-        if not self._unreachable and await self.read_model.ping():
-            await asyncio.sleep(delay)
-            return
-        deadline = time.monotonic() + delay
-        while (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(self.probe_interval, left))
-            if await self.read_model.ping():
-                return
-
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Project a batch to the end, retrying in place (the worker's partition lanes retry instead)."""
-        await retry_unfinished(
-            self, await self.attempt(records), self.backoff, self.wait_before_retry, agent="project_customer"
-        )
-
-    async def attempt(self, records: Sequence[Record]) -> Unfinished | None:
-        """Project a batch once; return what is left when MongoDB (or PostgreSQL, or the registry) failed for now.
-
-        Never raises for a record: after an unexpected error the records are tried one at a
-        time, and only one that fails alone is dead-lettered.
-        """
-        try:
-            return await self._attempt(records)
-        except Exception as error:  # deliberately broad: see the docstring
-            logger.exception("unexpected error projecting %d record(s); trying them one at a time", len(records))
-            isolated = await attempt_alone(records, self._attempt, error)
-            failed = isolated.failed_alone
-            refused = await dead_letter_all(
-                self.publisher, [record for record, _ in failed], [reason for _, reason in failed], 1
-            )
-            return merged(isolated.unfinished, refused, records)
-
-    async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
-        """An outage is waited out (nothing may be skipped); an unexplained failure is dead-lettered."""
-        if isinstance(unfinished.error, UnexplainedFailure):
-            logger.error(
-                "dead-lettering %d record(s) after %d attempts: %s", len(unfinished.records), attempts, unfinished.error
-            )
-            return await dead_letter_all(
-                self.publisher, unfinished.records, [unfinished.error] * len(unfinished.records), attempts
-            )
-        logger.error(
-            "read model projection of %d record(s) still failing after %d attempts, trying on: %s",
-            len(unfinished.records),
-            attempts,
-            unfinished.error,
-        )
-        return await self.attempt(unfinished.records)
-
-    async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
-        self._unreachable = False
-        wanted: list[tuple[Record, dict[str, Any], UUID]] = []
-        unreadable: list[Record] = []
-        dead: list[tuple[Record, PermanentError]] = []
-        error: TransientError | None = None
-        for record in records:
-            try:
-                document = await self.decode(record.value)
-                customer_id = registered_customer_id(document)
-            except TransientError as failure:  # the registry, for a schema id not cached yet
-                error = failure
-                unreadable.append(record)
-                continue
-            except PermanentError as refused:
-                logger.warning("unreadable record %s/%d@%d on customer.events: %s", *record.origin, refused)
-                dead.append((record, refused))
-                continue
-            if customer_id is None:
-                event_type = document.get("eventType")
-                metrics.customer_events_ignored_total.labels(
-                    event_type=metrics.customer_event_type_label(event_type)
-                ).inc()
-                continue
-            wanted.append((record, document, customer_id))
-        if wanted:
-            try:
-                dead.extend(await self._project(wanted))
-            except TransientError as failure:
-                self._unreachable = isinstance(failure, ReadModelUnreachable)
-                error = failure
-                unreadable.extend(record for record, _, _ in wanted)
-        letters_left = await dead_letter_all(
-            self.publisher, [record for record, _ in dead], [reason for _, reason in dead], 1
-        )
-        if not unreadable:
-            return letters_left
-        assert error is not None
-        return merged(Unfinished(tuple(unreadable), error), letters_left, records)
-
-    async def _project(self, wanted: list[tuple[Record, dict[str, Any], UUID]]) -> list[tuple[Record, PermanentError]]:
-        """Project the customers; return the records to dead-letter (a refused or unknown customer)."""
-        started = time.perf_counter()
-        try:
-            projection = await project_registrations(
-                [customer_id for _, _, customer_id in wanted], self.source, self.read_model
-            )
-        except PermanentError as refused:
-            if len(wanted) > 1:
-                raise  # one document of several: attempt() finds which record it is, alone
-            logger.error("read model refused a projection: %s", refused)
-            return [(wanted[0][0], refused)]
-        metrics.processing_attempts_total.labels(agent="project_customer", outcome="ok").inc()
-        metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
-        self._observe_lag([document for _, document, _ in wanted])
-        missing = set(projection.missing)
-        return [
-            (record, UnknownCustomer(f"customer {customer_id} is not in the command store"))
-            for record, _, customer_id in wanted
-            if customer_id in missing
-        ]
-
-    @staticmethod
-    def _observe_lag(envelopes: Sequence[dict[str, Any]]) -> None:
-        for envelope in envelopes:
-            try:
-                lag = (datetime.now(UTC) - parse_rfc3339(str(envelope.get("timestamp")))).total_seconds()
-            except ValueError:
-                continue
-            metrics.event_processing_lag_seconds.labels(event_type="CustomerRegistered").observe(max(0.0, lag))

@@ -25,8 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from acme_customer.service_layer.ports import Record
-from acme_customer.service_layer.retry import Attempts, Unfinished, retry_unfinished
+from acme_customer.stream.records import Record
+from acme_customer.stream.retry import Attempts, Unfinished, retry_unfinished
 
 logger = logging.getLogger(__name__)
 Partition = tuple[str, int]
@@ -75,7 +75,7 @@ class PartitionLanes:
         batch_size: int,
         accepting: Callable[[], bool] = lambda: True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        agent: str = "user_registered",
+        agent: str = "register_customer",
     ):
         self.handler = handler
         self.delays = list(delays)

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from acme_customer import observability as metrics
 from acme_customer.errors import TransientError
-from acme_customer.service_layer.ports import Record
+from acme_customer.stream.records import Record
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ async def retry_unfinished(
     unfinished: Unfinished | None,
     delays: Sequence[float],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    agent: str = "user_registered",
+    agent: str = "register_customer",
 ) -> None:
     """Attempt ``unfinished`` again after each delay; after the last, let the handler give up.
 

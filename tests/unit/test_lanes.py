@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from acme_customer.errors import StoreUnavailable
-from acme_customer.service_layer.handlers import Unfinished
-from acme_customer.service_layer.partition_lanes import Delivery, PartitionLanes
-from acme_customer.service_layer.ports import Record
+from acme_customer.stream.lanes import Delivery, PartitionLanes
+from acme_customer.stream.records import Record
+from acme_customer.stream.retry import Unfinished
 
 TOPIC = "identity.user.events"
 DELAYS = (0.01, 0.01, 0.01, 0.01, 0.01)
