@@ -87,7 +87,11 @@ class Container:
             store=store,
             read_model=read_model,
             register_customer=RegisterCustomerHandler(
-                store=handler_store, publisher=publisher, decode=user_events.decode, backoff=settings.retry_backoff
+                store=handler_store,
+                publisher=publisher,
+                dead_letters=publisher,
+                decode=user_events.decode,
+                backoff=settings.retry_backoff,
             ),
             project_customer=CustomerEventProjector(
                 source=PostgresProfiles(store.pool),

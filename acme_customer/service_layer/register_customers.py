@@ -7,6 +7,7 @@ A record that a constraint refuses is redone alone so that its neighbours still 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +18,17 @@ from opentelemetry import trace
 from acme_customer.domain.customer import register_customer
 from acme_customer.domain.customer_number import allocate, year_month_of
 from acme_customer.domain.events import UserRegistered
-from acme_customer.errors import PermanentError, RecordRejected, StoreConflict
-from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, Envelope, StoredRegistration
+from acme_customer.errors import PermanentError, RecordRejected, StoreConflict, TransientError
+from acme_customer.service_layer.ports import (
+    CustomerStore,
+    CustomerUnitOfWork,
+    Envelope,
+    EventPublisher,
+    StoredRegistration,
+)
 
 tracer = trace.get_tracer("acme_customer")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,3 +148,21 @@ async def _register(
         await uow.add_customers([customer for customer, _ in registrations])
         await uow.append_events([event for _, event in registrations])
     return outcomes
+
+
+async def publish_registrations(outcomes: Sequence[Outcome], publisher: EventPublisher, store: CustomerStore) -> None:
+    """Publish the CustomerRegistered events the outcomes ask for, wait for Kafka, then note them published.
+
+    Raises the publisher's TransientError when Kafka did not take them: the customers stay
+    committed and their events unpublished, so the next attempt publishes the stored events.
+    """
+    envelopes = [outcome.envelope for outcome in outcomes if outcome.publish and outcome.envelope is not None]
+    if not envelopes:
+        return
+    await publisher.publish_customer_registered(envelopes)
+    event_ids = [UUID(envelope["eventId"]) for envelope in envelopes]
+    try:
+        await store.mark_published(event_ids)
+    except TransientError as error:
+        # harmless: a redelivery would publish them again, with the same eventIds
+        logger.warning("could not mark %d event(s) published: %s", len(event_ids), error)

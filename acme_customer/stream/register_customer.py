@@ -15,15 +15,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from acme_customer import observability as metrics
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
 from acme_customer.errors import InvalidEvent, TransientError
-from acme_customer.service_layer.ports import CustomerStore, Envelope
-from acme_customer.service_layer.register_customers import Outcome, register_customers
+from acme_customer.service_layer.ports import CustomerStore, EventPublisher
+from acme_customer.service_layer.register_customers import Outcome, publish_registrations, register_customers
 from acme_customer.stream.isolation import DeadLetterSink, attempt_alone, dead_letter_all, merged
 from acme_customer.stream.records import Record
 from acme_customer.stream.retry import Unfinished, retry_unfinished
@@ -31,12 +31,6 @@ from acme_customer.stream.retry import Unfinished, retry_unfinished
 logger = logging.getLogger(__name__)
 Decoder = Callable[[bytes | None], Awaitable[Any]]  # the codec at the edge, for one topic
 AGENT = "register_customer"
-
-
-class Publisher(DeadLetterSink, Protocol):
-    """Kafka for this flow: CustomerRegistered out, dead letters aside (both wait for the broker)."""
-
-    async def publish_customer_registered(self, envelopes: Sequence[Envelope]) -> None: ...
 
 
 class ProcessedCache:
@@ -72,9 +66,10 @@ class RegisterCustomerHandler:
     """
 
     store: CustomerStore
-    publisher: Publisher
+    publisher: EventPublisher  # CustomerRegistered out
     decode: Decoder
     backoff: Sequence[float]
+    dead_letters: DeadLetterSink  # what cannot be registered, to the DLQ
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     seen: ProcessedCache = field(default_factory=ProcessedCache)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -131,11 +126,27 @@ class RegisterCustomerHandler:
         return await self._dead_letter_all(doomed, reasons, attempts)
 
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
-        position = {record.origin: index for index, record in enumerate(records)}
+        users, unfinished = await self._accept_all(records)
+        fresh = [(record, user) for record, user in users if user.event_id not in self.seen]
+        if len(users) > len(fresh):
+            metrics.customer_created_total.labels(status="duplicate").inc(len(users) - len(fresh))
+        if fresh:
+            unfinished = merged(unfinished, await self._register(fresh), records)
+        return unfinished
+
+    async def _accept_all(
+        self, records: Sequence[Record]
+    ) -> tuple[list[tuple[Record, UserRegistered]], Unfinished | None]:
+        """The valid UserRegistered events, and what could not be read yet.
+
+        Bad records are dead-lettered and other types skipped on the way. A record that cannot
+        be read yet (the registry is down, Kafka refused its dead letter) is left, and the rest
+        of its partition waits behind it, so the partition's order is kept.
+        """
+        users: list[tuple[Record, UserRegistered]] = []
         left: list[Record] = []
         error: TransientError | None = None
-        held: set[tuple[str, int]] = set()  # partitions with an unfinished record: the rest waits behind it
-        users: list[tuple[Record, UserRegistered]] = []
+        held: set[tuple[str, int]] = set()
         for record in records:
             if (record.topic, record.partition) in held:
                 left.append(record)
@@ -149,45 +160,10 @@ class RegisterCustomerHandler:
                 continue
             if user is not None:
                 users.append((record, user))
-        fresh = [(record, user) for record, user in users if user.event_id not in self.seen]
-        skipped = len(users) - len(fresh)
-        if skipped:
-            metrics.customer_created_total.labels(status="duplicate").inc(skipped)
-        if fresh:
-            try:
-                stopped = await self._create_and_publish(fresh)
-            except TransientError as failed:
-                stopped = (failed, [record for record, _ in fresh])
-            if stopped is not None:
-                error, records_left = stopped
-                left.extend(records_left)
-        if not left or error is None:
-            return None
-        return Unfinished(tuple(sorted(left, key=lambda record: position[record.origin])), error)
-
-    async def _create_and_publish(
-        self, fresh: list[tuple[Record, UserRegistered]]
-    ) -> tuple[TransientError, list[Record]] | None:
-        """Commit the customers, publish their events, dead-letter what the store refused."""
-        outcomes = await self._create([user for _, user in fresh])
-        try:
-            await self._publish(outcomes)
-        except TransientError as error:
-            # committed but not on customer.events: the next attempt finds the stored events
-            # unpublished and publishes them (the redelivery path)
-            unpublished = {user.event_id for (_, user), outcome in zip(fresh, outcomes, strict=True) if outcome.publish}
-            self._account(fresh, outcomes, unpublished)
-            return error, [record for record, user in fresh if user.event_id in unpublished]
-        refused_left = await self._dead_letter_refused(fresh, outcomes)
-        self._account(fresh, outcomes, set())
-        return refused_left
+        return users, (Unfinished(tuple(left), error) if error is not None else None)
 
     async def _accept(self, record: Record) -> UserRegistered | None:
-        """The validated event, or None when the record was skipped or dead-lettered.
-
-        Raises TransientError when the record could not be read (the registry is down) or
-        its dead letter could not be sent: the record is then unfinished.
-        """
+        """The validated event, or None when the record was skipped or dead-lettered."""
         try:
             document = await self.decode(record.value)
             event_type = event_type_of(document)
@@ -201,28 +177,31 @@ class RegisterCustomerHandler:
             metrics.customer_created_total.labels(status="rejected").inc()
             return None
 
+    async def _register(self, fresh: list[tuple[Record, UserRegistered]]) -> Unfinished | None:
+        """Register the customers (one transaction), dead-letter what the store refused, publish the events."""
+        in_order = [record for record, _ in fresh]
+        try:
+            outcomes = await self._create([user for _, user in fresh])
+        except TransientError as error:
+            return Unfinished(tuple(in_order), error)
+        refused_left = await self._dead_letter_refused(fresh, outcomes)
+        try:
+            await publish_registrations(outcomes, self.publisher, self.store)
+        except TransientError as error:
+            # committed but not on customer.events: the next attempt publishes the stored events
+            unpublished = {outcome.input_event_id for outcome in outcomes if outcome.publish}
+            self._account(fresh, outcomes, unpublished)
+            left = tuple(record for record, user in fresh if user.event_id in unpublished)
+            return merged(Unfinished(left, error), refused_left, in_order)
+        self._account(fresh, outcomes, set())
+        return refused_left
+
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
         started = time.perf_counter()
         outcomes = await register_customers(users, self.store, self.now)
         metrics.processing_attempts_total.labels(agent=AGENT, outcome="ok").inc()
         metrics.customer_creation_duration_seconds.observe(time.perf_counter() - started)
         return outcomes
-
-    async def _publish(self, outcomes: list[Outcome]) -> None:
-        """Publish what the outcomes ask for and wait for Kafka; then note them published."""
-        envelopes = [outcome.envelope for outcome in outcomes if outcome.publish and outcome.envelope is not None]
-        if not envelopes:
-            return
-        await self.publisher.publish_customer_registered(envelopes)
-        event_ids = [UUID(envelope["eventId"]) for envelope in envelopes]
-        try:
-            await self.store.mark_published(event_ids)
-        except TransientError as error:
-            logger.warning(
-                "could not mark %d event(s) published (%s); a redelivery would publish them again",
-                len(event_ids),
-                error,
-            )
 
     def _account(
         self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome], unpublished: set[UUID]
@@ -249,25 +228,25 @@ class RegisterCustomerHandler:
 
     async def _dead_letter_refused(
         self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]
-    ) -> tuple[TransientError, list[Record]] | None:
+    ) -> Unfinished | None:
         refused = [
             (record, outcome.error) for (record, _), outcome in zip(batch, outcomes, strict=True) if outcome.error
         ]
+        if not refused:
+            return None
         for record, error in refused:
             logger.warning("record %s/%d@%d refused by the store: %s", *record.origin, error)
         left = await self._dead_letter_all([record for record, _ in refused], [error for _, error in refused], 1)
-        if left is not None:
-            return left.error, list(left.records)
-        metrics.customer_created_total.labels(status="rejected").inc(len(refused))
-        return None
+        metrics.customer_created_total.labels(status="rejected").inc(len(refused) - len(left.records if left else ()))
+        return left
 
     async def _dead_letter_all(
         self, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
     ) -> Unfinished | None:
-        return await dead_letter_all(self.publisher, records, reasons, attempts)
+        return await dead_letter_all(self.dead_letters, records, reasons, attempts)
 
     async def _dead_letter(self, record: Record, error: BaseException, attempts: int) -> None:
         """Dead-letter one record; raise the TransientError when Kafka refused it."""
-        refused = await dead_letter_all(self.publisher, [record], [error], attempts)
+        refused = await dead_letter_all(self.dead_letters, [record], [error], attempts)
         if refused is not None:
             raise refused.error

@@ -167,6 +167,7 @@ def test_every_record_of_a_hostile_batch_ends_in_exactly_one_state(
     handler = RegisterCustomerHandler(
         store=store,
         publisher=publisher,
+        dead_letters=publisher,
         decode=TopicCodec(TOPIC, USER_REGISTERED, None).decode,
         backoff=(0, 0, 0, 0, 0),
         now=lambda: datetime(2026, 3, 4, 5, 6, 8, tzinfo=UTC),

@@ -83,7 +83,12 @@ def batch(*values: object) -> list[Record]:
 
 def make_handler(store: FakeCustomerStore, publisher: FakePublisher) -> RegisterCustomerHandler:
     return RegisterCustomerHandler(
-        store=store, publisher=publisher, decode=decode, backoff=NO_WAIT, now=lambda: STORY_MOMENT
+        store=store,
+        publisher=publisher,
+        decode=decode,
+        backoff=NO_WAIT,
+        dead_letters=publisher,
+        now=lambda: STORY_MOMENT,
     )
 
 
@@ -485,7 +490,9 @@ async def test_a_record_that_cannot_be_read_yet_holds_back_its_partition_and_not
             raise RegistryUnavailable("schema registry unreachable")
         return await decode(value)
 
-    handler = RegisterCustomerHandler(store, publisher, decode_or_fail, NO_WAIT, now=lambda: STORY_MOMENT)
+    handler = RegisterCustomerHandler(
+        store, publisher, decode_or_fail, NO_WAIT, dead_letters=publisher, now=lambda: STORY_MOMENT
+    )
     first, held, after, elsewhere = (
         Record(IDENTITY_TOPIC, 0, 10, None, json.dumps(user_document(1)).encode(), []),
         Record(IDENTITY_TOPIC, 0, 11, None, unreadable, []),
@@ -919,3 +926,20 @@ async def test_an_unexplained_projection_failure_is_dead_lettered_after_the_sche
 
     assert profiles.failures.calls["customers"] == ATTEMPTS
     assert [(dead.error_class, dead.attempts) for dead in publisher.dead_letters] == [("UnexplainedFailure", ATTEMPTS)]
+
+
+async def test_a_record_the_store_refuses_is_dead_lettered_even_when_publishing_its_neighbours_fails() -> None:
+    # before: the refused record was acknowledged without a dead letter when the publish failed
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    refused_user = user_id(2)
+    store.failures.always(
+        "add_customers",
+        RecordRejected("PostgreSQL refused the record: CheckViolation"),
+        when=lambda customers: any(customer.user_id == refused_user for customer in customers),
+    )
+    publisher.failures.fail("publish_customer_registered", PublishFailed("no acknowledgement"), times=1)
+
+    await make_handler(store, publisher).handle(batch(user_document(1), user_document(2)))
+
+    assert [(dead.origin[2], dead.error_class) for dead in publisher.dead_letters] == [(101, "RecordRejected")]
+    assert causations(publisher) == [str(event_id(1))]
