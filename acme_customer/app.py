@@ -204,8 +204,8 @@ async def ready(self: View, request: Request) -> Response:
         return self.json({"status": "STARTING"}, status=503)
     services = container.services
     checks = {
-        "postgresql": await services.store.ping(),
-        "mongodb": await services.read_model.ping(),
+        "postgresql": await services.stores.command.ping(),
+        "mongodb": await services.stores.read_model.ping(),
         "kafka": await asyncio.to_thread(kafka_reachable, services.settings.kafka_bootstrap_servers),
     }
     healthy = all(checks.values())
@@ -235,7 +235,7 @@ async def _lookup(view: View, query: dict[str, Any]) -> Response:
     if not container.started:
         return view.json({"error": "starting"}, status=503)
     try:
-        document = await container.services.read_model.find_one(query)
+        document = await container.services.stores.read_model.find_one(query)
     except ReadModelUnavailable:
         return view.json({"error": "read model unavailable"}, status=503)
     if document is None:

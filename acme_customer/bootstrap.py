@@ -1,7 +1,7 @@
-"""The composition root: reads the settings once and builds every collaborator.
+"""The composition root: the worker, the CLI and the tests build the service here, one way.
 
-Nothing connects at import time; ``Container.start`` opens the pools, applies the schema
-migrations and creates the read-model indexes when the worker starts.
+``open_stores`` opens the real stores (migrations, pool, indexes); ``bootstrap`` builds the
+handlers over whatever stores and producer it is given. Nothing connects at import time.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import asyncio
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from schema_registry.client import AsyncSchemaRegistryClient
 
@@ -20,9 +22,10 @@ from acme_customer.adapters.codec import AVRO, TopicCodec
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, KafkaPublisher, Producer
 from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.mongo import MongoReadModel
-from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
+from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, registration_pages
 from acme_customer.config import Settings
 from acme_customer.service_layer.ports import CustomerStore
+from acme_customer.service_layer.project_customers import ProfileSource, ReadModel
 from acme_customer.stream.project_customer import CustomerEventProjector
 from acme_customer.stream.register_customer import RegisterCustomerHandler
 
@@ -30,23 +33,107 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
+class Stores:
+    """The service's stores, open: the command store, its profiles and the read model."""
+
+    command: CustomerStore
+    profiles: ProfileSource
+    read_model: ReadModel
+    event_pages: Callable[[], AsyncIterator[list[dict[str, Any]]]]  # every CustomerRegistered stored, paged
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in self.closers:
+            await close()
+
+
+async def open_stores(settings: Settings) -> Stores:
+    """Apply the migrations, open the PostgreSQL pool, create the read model's indexes."""
+    # migrations use a short blocking connection: run them off the event loop
+    applied = await asyncio.to_thread(apply_migrations, settings.database_url)
+    if applied:
+        logger.info("schema migrations applied: %s", ", ".join(applied))
+    store = PostgresCustomerStore.create(settings.database_url)
+    await store.open()
+    read_model = MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)
+    try:
+        await read_model.ensure_indexes()
+    except BaseException:
+        await store.close()
+        await read_model.close()
+        raise
+    return Stores(
+        command=store,
+        profiles=PostgresProfiles(store.pool),
+        read_model=read_model,
+        event_pages=lambda: registration_pages(store.pool),
+        closers=[store.close, read_model.close],
+    )
+
+
+@dataclass
 class Services:
+    """Everything the agents and the web views use, built once at start."""
+
     settings: Settings
-    store: PostgresCustomerStore
-    read_model: MongoReadModel
+    stores: Stores
     register_customer: RegisterCustomerHandler
     project_customer: CustomerEventProjector
 
 
+async def bootstrap(
+    settings: Settings,
+    producer: Producer,
+    stores: Stores,
+    registry: AsyncSchemaRegistryClient | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Services:
+    """Build the handlers over the given stores and producer (the worker's, or a test's fakes).
+
+    Registers the CustomerRegistered schema when ``EVENT_FORMAT=avro``; wraps the command
+    store in the fault harness's hooks only when ``env`` asks for them.
+    """
+    user_events = TopicCodec(USER_EVENTS, schemas.USER_REGISTERED, registry)
+    customer_events = TopicCodec(CUSTOMER_EVENTS, schemas.CUSTOMER_REGISTERED, registry, settings.event_format)
+    if settings.event_format == AVRO:
+        schema_id = await customer_events.register()
+        logger.info("CustomerRegistered schema registered as id %d under %s", schema_id, customer_events.subject)
+    publisher = KafkaPublisher(producer, customer_events.encode)
+    command_store = faults.FaultyStore(stores.command, env) if faults.requested(env) else stores.command
+    return Services(
+        settings=settings,
+        stores=stores,
+        register_customer=RegisterCustomerHandler(
+            store=command_store,
+            publisher=publisher,
+            dead_letters=publisher,
+            decode=user_events.decode,
+            backoff=settings.retry_backoff,
+        ),
+        project_customer=CustomerEventProjector(
+            source=stores.profiles,
+            read_model=stores.read_model,
+            publisher=publisher,
+            decode=customer_events.decode,
+            backoff=settings.retry_backoff,
+        ),
+    )
+
+
+def registry_of(settings: Settings) -> AsyncSchemaRegistryClient | None:
+    """The schema registry client, when one is configured."""
+    return AsyncSchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
+
+
 class Container:
-    """Holds the settings from configuration time and the services from start-up on."""
+    """The worker's services, from start-up on (Faust declares its agents at import time)."""
 
     def __init__(self) -> None:
         self.settings: Settings | None = None
         self._services: Services | None = None
         self._started = asyncio.Event()
 
-    def configure(self, env: dict[str, str] | None = None) -> Settings:
+    def configure(self, env: Mapping[str, str] | None = None) -> Settings:
         self.settings = Settings.from_env(os.environ if env is None else env)
         return self.settings
 
@@ -65,50 +152,18 @@ class Container:
 
     async def start(self, producer: Producer) -> Services:
         settings = self.settings or self.configure()
-        # migrations use a short blocking connection: run them off the event loop
-        applied = await asyncio.to_thread(apply_migrations, settings.database_url)
-        if applied:
-            logger.info("schema migrations applied: %s", ", ".join(applied))
-        store = PostgresCustomerStore.create(settings.database_url)
-        await store.open()
-        read_model = MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)
-        await read_model.ensure_indexes()
-        registry = AsyncSchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-        user_events = TopicCodec(USER_EVENTS, schemas.USER_REGISTERED, registry)
-        customer_events = TopicCodec(CUSTOMER_EVENTS, schemas.CUSTOMER_REGISTERED, registry, settings.event_format)
-        if settings.event_format == AVRO:
-            schema_id = await customer_events.register()
-            logger.info("CustomerRegistered schema registered as id %d under %s", schema_id, customer_events.subject)
-        publisher = KafkaPublisher(producer, customer_events.encode)
-        # the fault-injection harness's crash and failure points, only when it asks for them
-        handler_store: CustomerStore = faults.FaultyStore(store) if faults.requested(os.environ) else store
-        self._services = Services(
-            settings=settings,
-            store=store,
-            read_model=read_model,
-            register_customer=RegisterCustomerHandler(
-                store=handler_store,
-                publisher=publisher,
-                dead_letters=publisher,
-                decode=user_events.decode,
-                backoff=settings.retry_backoff,
-            ),
-            project_customer=CustomerEventProjector(
-                source=PostgresProfiles(store.pool),
-                read_model=read_model,
-                publisher=publisher,
-                decode=customer_events.decode,
-                backoff=settings.retry_backoff,
-            ),
-        )
+        stores = await open_stores(settings)
+        try:
+            self._services = await bootstrap(settings, producer, stores, registry_of(settings))
+        except BaseException:
+            await stores.close()
+            raise
         self._started.set()
         return self._services
 
     async def stop(self) -> None:
-        if self._services is None:
-            return
-        await self._services.store.close()
-        await self._services.read_model.close()
+        if self._services is not None:
+            await self._services.stores.close()
 
 
 def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:

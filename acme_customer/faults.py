@@ -47,6 +47,9 @@ class FaultyStore(CustomerStore):
         await self.inner.mark_published(event_ids)
         self.crash_at("after_publish")
 
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
     def crash_at(self, name: str) -> None:
         """SIGKILL this worker if ``name`` is the point and its trigger file exists (once per file)."""
         if self.point != name:

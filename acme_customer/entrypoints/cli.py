@@ -196,27 +196,19 @@ async def _user_ids(settings: Settings, values: list[bytes | None], dlq_topic: s
 def _projections(_: argparse.Namespace) -> int:
     import asyncio
 
-    from acme_customer.adapters.migrations import apply_migrations
-    from acme_customer.adapters.mongo import MongoReadModel
-    from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, registration_pages
+    from acme_customer.bootstrap import open_stores
     from acme_customer.service_layer.project_customers import rebuild_read_model
 
     settings = _settings_or_exit()
     if settings is None:
         return 2
-    apply_migrations(settings.database_url)
 
     async def rebuild() -> tuple[int, int]:
-        store = PostgresCustomerStore.create(settings.database_url)
-        await store.open()
-        read_model = MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)
+        stores = await open_stores(settings)
         try:
-            await read_model.ensure_indexes()
-            pages = registration_pages(store.pool)
-            return await rebuild_read_model(pages, PostgresProfiles(store.pool), read_model)
+            return await rebuild_read_model(stores.event_pages(), stores.profiles, stores.read_model)
         finally:
-            await store.close()
-            await read_model.close()
+            await stores.close()
 
     events, written = asyncio.run(rebuild())
     print(f"read model rebuilt from {events} CustomerRegistered event(s); {written} document(s) written")

@@ -76,6 +76,10 @@ class CustomerStore(abc.ABC):
     async def mark_published(self, event_ids: Sequence[UUID]) -> None:
         """Note that Kafka acknowledged these events (so redeliveries need not re-publish them)."""
 
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """Whether the store answers now (readiness; cheap, never raises)."""
+
 
 class EventPublisher(abc.ABC):
     """Publishes CustomerRegistered events and waits until they are safe (Kafka acknowledged them)."""

@@ -37,6 +37,10 @@ class ReadModel(abc.ABC):
     async def ping(self) -> bool:
         """Whether the read model answers now (cheap; never raises)."""
 
+    @abc.abstractmethod
+    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        """The document whose fields equal all of ``query``'s (``_id``, ``userId``, ``customerNumber``)."""
+
 
 @dataclass(frozen=True)
 class Projection:

@@ -53,5 +53,14 @@ class ReadModelContract:
     async def test_an_empty_batch_writes_nothing(self, read_model: ReadModel) -> None:
         assert await read_model.upsert([]) == 0
 
+    async def test_a_document_is_found_by_its_id_user_id_or_customer_number(self, read_model: ReadModel) -> None:
+        stored = document()
+        await read_model.upsert([stored, document()])
+
+        for key in ("_id", "userId", "customerNumber"):
+            found = await read_model.find_one({key: stored[key]})
+            assert found is not None and found["_id"] == stored["_id"], key
+        assert await read_model.find_one({"userId": "not-stored"}) is None
+
     async def test_a_reachable_read_model_answers_a_ping(self, read_model: ReadModel) -> None:
         assert await read_model.ping() is True

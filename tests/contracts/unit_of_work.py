@@ -144,6 +144,9 @@ class UnitOfWorkContract:
             with pytest.raises(RecordRejected):
                 await uow.mark_processed([(uuid.uuid4(), uuid.uuid4())])
 
+    async def test_a_reachable_store_answers_a_ping(self, store: CustomerStore) -> None:
+        assert await store.ping() is True
+
     async def test_marking_events_published_shows_in_later_reads(self, store: CustomerStore) -> None:
         customer, event = registration(fresh_month(), 1)
         await commit_registration(store, customer, event)

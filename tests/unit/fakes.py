@@ -110,6 +110,13 @@ class FakeCustomerStore(CustomerStore):
         self.units_of_work.append(uow)
         return uow
 
+    async def ping(self) -> bool:
+        try:
+            self.failures.check("ping")
+        except Exception:
+            return False
+        return True
+
     async def mark_published(self, event_ids: Sequence[UUID]) -> None:
         self.failures.check("mark_published", list(event_ids))
         self.mark_published_calls.append(list(event_ids))
@@ -333,6 +340,13 @@ class FakeReadModel(ReadModel):
         except Exception:
             return False
         return True
+
+    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        self.failures.check("find_one", query)
+        for document in self.documents.values():
+            if all(document.get(key) == value for key, value in query.items()):
+                return document
+        return None
 
     async def upsert(self, documents: Sequence[dict[str, Any]]) -> int:
         self.failures.check("upsert", list(documents))
