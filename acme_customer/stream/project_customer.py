@@ -59,11 +59,8 @@ class CustomerEventProjector:
         """Wait ``delay``; after an outage, stop waiting as soon as the read model answers again.
 
         An outage is a read model that did not answer at the last failure or does not answer
-        now. The backlog then drains at once instead of after the rest of a long backoff step
-        (AC-05: caught up within 2 s of its return). Asking the last failure, not only a ping
-        now, matters: an attempt that failed just before MongoDB came back would otherwise
-        find it answering and sleep out a whole step (16 s; seen in CI). A read model that
-        answers but fails (not an outage) gets the whole delay.
+        now: the backlog then drains at once (AC-05). A read model that answers but fails gets
+        the whole delay. Why both are asked: docs/reliability.md.
         """
         if not self._unreachable and await self.read_model.ping():
             await asyncio.sleep(delay)
