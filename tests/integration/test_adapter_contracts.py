@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from acme_customer.adapters.codec import encode_json
+from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore
+from acme_customer.adapters.topics import topic_partitions
+from tests.contracts.publisher import Letter, Published, PublisherContract
 from tests.contracts.read_model import ReadModelContract
 from tests.contracts.unit_of_work import UnitOfWorkContract
 
@@ -22,3 +35,107 @@ class TestMongoReadModel(ReadModelContract):
     @pytest.fixture
     def read_model(self, adapter_read_model: MongoReadModel) -> MongoReadModel:
         return adapter_read_model
+
+
+class AiokafkaProducer:
+    """An aiokafka producer in the shape KafkaPublisher expects of Faust's."""
+
+    def __init__(self, producer: AIOKafkaProducer):
+        self.producer = producer
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, timestamp: Any, headers: Any
+    ) -> Any:
+        return await self.producer.send(topic, value, key=key, partition=partition, headers=headers)
+
+
+async def _ensure_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            await admin.create_topics([NewTopic(name, 1, 1)])
+    finally:
+        await admin.close()
+
+
+async def _read_from(bootstrap: str, topic: str, since: dict[int, int]) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, partition) for partition in since]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, since[tp.partition])
+        found: list[Any] = []
+        deadline = asyncio.get_running_loop().time() + 30
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            assert asyncio.get_running_loop().time() < deadline, f"reading {topic} timed out"
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found.extend(records)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def _ends(bootstrap: str, topic: str) -> dict[int, int]:
+    partitions = await topic_partitions(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
+    finally:
+        await consumer.stop()
+
+
+class TestKafkaPublisher(PublisherContract):
+    scratch_topic = f"scratch.contract.{uuid.uuid4().hex[:8]}"
+
+    @pytest_asyncio.fixture
+    async def publisher(self, kafka_bootstrap: str) -> AsyncIterator[KafkaPublisher]:
+        await _ensure_topic(kafka_bootstrap, f"{self.scratch_topic}.dlq")
+        self.bootstrap = kafka_bootstrap
+        self.since = {
+            CUSTOMER_EVENTS: await _ends(kafka_bootstrap, CUSTOMER_EVENTS),
+            f"{self.scratch_topic}.dlq": await _ends(kafka_bootstrap, f"{self.scratch_topic}.dlq"),
+        }
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", compression_type="zstd")
+        await producer.start()
+        try:
+            yield KafkaPublisher(AiokafkaProducer(producer), _json)
+        finally:
+            await producer.stop()
+
+    async def published(self, publisher: KafkaPublisher, customer_ids: list[str]) -> list[Published]:
+        records = await _read_from(self.bootstrap, CUSTOMER_EVENTS, self.since[CUSTOMER_EVENTS])
+        return [
+            Published(record.key, json.loads(record.value)["eventId"])
+            for record in records
+            if record.key is not None and record.key.decode() in customer_ids
+        ]
+
+    async def dead_letters(self, publisher: KafkaPublisher, keys: list[bytes]) -> list[Letter]:
+        topic = f"{self.scratch_topic}.dlq"
+        letters = []
+        for record in await _read_from(self.bootstrap, topic, self.since[topic]):
+            if record.key not in keys:
+                continue
+            ours = {name: (value or b"").decode() for name, value in record.headers if name.startswith("x-")}
+            assert ours["x-original-topic"] == self.scratch_topic
+            letters.append(
+                Letter(
+                    record.topic,
+                    record.key,
+                    record.value,
+                    [(name, value) for name, value in record.headers if not name.startswith("x-")],
+                    ours["x-error-class"],
+                    ours["x-error-message"],
+                    int(ours["x-attempts"]),
+                )
+            )
+        return letters
+
+
+async def _json(document: dict[str, Any]) -> bytes:
+    return encode_json(document)

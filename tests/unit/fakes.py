@@ -304,6 +304,8 @@ class FakePublisher(EventPublisher):
         headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
         self.failures.check("dead_letter", key, value, origin, error, attempts)
+        if key is None and value is None:
+            key = b""  # as KafkaPublisher does: aiokafka cannot produce a record with neither
         self.dead_letters.append(DeadLetter(key, value, origin, error, attempts, headers))
 
 
