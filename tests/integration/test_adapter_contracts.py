@@ -16,8 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from acme_customer.adapters.codec import encode_json
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
 from acme_customer.adapters.mongo import MongoReadModel
-from acme_customer.adapters.postgres import PostgresCustomerStore
+from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
 from acme_customer.adapters.topics import topic_partitions
+from tests.contracts.profiles import ProfileSourceContract
 from tests.contracts.publisher import Letter, Published, PublisherContract
 from tests.contracts.read_model import ReadModelContract
 from tests.contracts.unit_of_work import UnitOfWorkContract
@@ -139,3 +140,13 @@ class TestKafkaPublisher(PublisherContract):
 
 async def _json(document: dict[str, Any]) -> bytes:
     return encode_json(document)
+
+
+class TestPostgresProfiles(ProfileSourceContract):
+    @pytest.fixture
+    def store(self, adapter_store: PostgresCustomerStore) -> PostgresCustomerStore:
+        return adapter_store
+
+    @pytest.fixture
+    def profiles(self, adapter_store: PostgresCustomerStore) -> PostgresProfiles:
+        return PostgresProfiles(adapter_store.pool)

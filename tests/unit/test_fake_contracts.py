@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.contracts.profiles import ProfileSourceContract
 from tests.contracts.publisher import Letter, Published, PublisherContract
 from tests.contracts.read_model import ReadModelContract
 from tests.contracts.unit_of_work import UnitOfWorkContract
-from tests.unit.fakes import FakeCustomerStore, FakePublisher, FakeReadModel
+from tests.unit.fakes import FakeCustomerStore, FakeProfiles, FakePublisher, FakeReadModel
 
 
 class TestFakeUnitOfWork(UnitOfWorkContract):
@@ -50,3 +51,13 @@ class TestFakePublisher(PublisherContract):
             for letter in publisher.dead_letters
             if letter.key in keys
         ]
+
+
+class TestFakeProfiles(ProfileSourceContract):
+    @pytest.fixture
+    def store(self) -> FakeCustomerStore:
+        return FakeCustomerStore()
+
+    @pytest.fixture
+    def profiles(self, store: FakeCustomerStore) -> FakeProfiles:
+        return FakeProfiles(store.customers)  # reads what the store committed
