@@ -17,7 +17,7 @@ from uuid import UUID
 import psycopg
 from opentelemetry import trace
 from psycopg import errors as pg_errors
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -135,44 +135,20 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
                     "INSERT INTO customers (id, user_id, customer_number, first_name, last_name, display_name,"
                     " email, email_verified, status, type, preferred_locale, timezone, preferred_currency,"
                     " profile_completeness, registered_at, last_activity_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            c.customer_id,
-                            c.user_id,
-                            str(c.customer_number),
-                            c.first_name,
-                            c.last_name,
-                            c.display_name,
-                            c.email,
-                            c.email_verified,
-                            c.status,
-                            c.type,
-                            c.preferred_locale,
-                            c.timezone,
-                            c.preferred_currency,
-                            c.profile_completeness,
-                            c.registered_at,
-                            c.last_activity_at,
-                        )
-                        for c in customers
-                    ],
+                    " VALUES (%(customer_id)s, %(user_id)s, %(customer_number)s, %(first_name)s, %(last_name)s,"
+                    " %(display_name)s, %(email)s, %(email_verified)s, %(status)s, %(type)s, %(preferred_locale)s,"
+                    " %(timezone)s, %(preferred_currency)s, %(profile_completeness)s, %(registered_at)s,"
+                    " %(last_activity_at)s)",
+                    [_customer_row(customer) for customer in customers],
                 )
                 await cursor.executemany(
                     "INSERT INTO customer_preferences (customer_id, email_notifications, sms_notifications,"
                     " push_notifications, marketing_communications, share_data_with_partners, allow_analytics)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    " VALUES (%(customer_id)s, %(email)s, %(sms)s, %(push)s, %(marketing)s,"
+                    " %(share_data_with_partners)s, %(allow_analytics)s)",
                     [
-                        (
-                            c.customer_id,
-                            c.preferences.email,
-                            c.preferences.sms,
-                            c.preferences.push,
-                            c.preferences.marketing,
-                            c.preferences.share_data_with_partners,
-                            c.preferences.allow_analytics,
-                        )
-                        for c in customers
+                        {"customer_id": customer.customer_id, **_preferences_row(customer.preferences)}
+                        for customer in customers
                     ],
                 )
 
@@ -184,19 +160,20 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
                 await cursor.executemany(
                     "INSERT INTO event_store (event_id, event_type, event_version, aggregate_type, aggregate_id,"
                     " aggregate_version, correlation_id, causation_id, occurred_at, envelope)"
-                    " VALUES (%s, %s, %s, 'Customer', %s, 1, %s, %s, %s, %s)",
+                    " VALUES (%(event_id)s, %(event_type)s, %(event_version)s, 'Customer', %(customer_id)s, 1,"
+                    " %(correlation_id)s, %(causation_id)s, %(occurred_at)s, %(envelope)s)",
                     [
-                        (
-                            e.event_id,
-                            CUSTOMER_REGISTERED,
-                            EVENT_VERSION,
-                            e.customer_id,
-                            e.correlation_id,
-                            e.causation_id,
-                            e.timestamp,
-                            Jsonb(e.to_dict()),
-                        )
-                        for e in events
+                        {
+                            "event_id": event.event_id,
+                            "event_type": CUSTOMER_REGISTERED,
+                            "event_version": EVENT_VERSION,
+                            "customer_id": event.customer_id,
+                            "correlation_id": event.correlation_id,
+                            "causation_id": event.causation_id,
+                            "occurred_at": event.timestamp,
+                            "envelope": Jsonb(event.to_dict()),
+                        }
+                        for event in events
                     ],
                 )
 
@@ -280,46 +257,60 @@ class PostgresProfiles(ProfileSource):
 
     async def customers(self, customer_ids: Sequence[UUID]) -> list[Customer]:
         try:
-            async with self.pool.connection() as connection, connection.cursor(row_factory=tuple_row) as cursor:
+            async with self.pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
                 await cursor.execute(
-                    "SELECT c.id, c.user_id, c.customer_number, c.first_name, c.last_name, c.email, c.registered_at,"
-                    " c.last_activity_at, c.email_verified, c.status, c.type, c.preferred_locale, c.timezone,"
-                    " c.preferred_currency, p.email_notifications, p.sms_notifications, p.push_notifications,"
-                    " p.marketing_communications, p.share_data_with_partners, p.allow_analytics"
+                    "SELECT c.id AS customer_id, c.user_id, c.customer_number, c.first_name, c.last_name, c.email,"
+                    " c.registered_at, c.last_activity_at, c.email_verified, c.status, c.type, c.preferred_locale,"
+                    " c.timezone, c.preferred_currency, p.email_notifications AS pref_email,"
+                    " p.sms_notifications AS pref_sms, p.push_notifications AS pref_push,"
+                    " p.marketing_communications AS pref_marketing,"
+                    " p.share_data_with_partners AS pref_share_data_with_partners,"
+                    " p.allow_analytics AS pref_allow_analytics"
                     " FROM customers c JOIN customer_preferences p ON p.customer_id = c.id"
-                    " WHERE c.id = ANY(%s)",
-                    (list(customer_ids),),
+                    " WHERE c.id = ANY(%(ids)s)",
+                    {"ids": list(customer_ids)},
                 )
                 rows = await cursor.fetchall()
         except psycopg.Error as error:
             raise translate(error) from error
-        return [
-            Customer(
-                customer_id=row[0],
-                user_id=row[1],
-                customer_number=CustomerNumber.parse(row[2]),
-                first_name=row[3],
-                last_name=row[4],
-                email=row[5],
-                registered_at=row[6],
-                last_activity_at=row[7],
-                email_verified=row[8],
-                status=row[9],
-                type=row[10],
-                preferred_locale=row[11],
-                timezone=row[12],
-                preferred_currency=row[13],
-                preferences=Preferences(
-                    email=row[14],
-                    sms=row[15],
-                    push=row[16],
-                    marketing=row[17],
-                    share_data_with_partners=row[18],
-                    allow_analytics=row[19],
-                ),
-            )
-            for row in rows
-        ]
+        return [_customer_of(row) for row in rows]
+
+
+def _customer_row(customer: Customer) -> dict[str, Any]:
+    """The ``customers`` row of a customer, by column name."""
+    return {
+        "customer_id": customer.customer_id,
+        "user_id": customer.user_id,
+        "customer_number": str(customer.customer_number),
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "display_name": customer.display_name,
+        "email": customer.email,
+        "email_verified": customer.email_verified,
+        "status": customer.status,
+        "type": customer.type,
+        "preferred_locale": customer.preferred_locale,
+        "timezone": customer.timezone,
+        "preferred_currency": customer.preferred_currency,
+        "profile_completeness": customer.profile_completeness,
+        "registered_at": customer.registered_at,
+        "last_activity_at": customer.last_activity_at,
+    }
+
+
+_PREFERENCES = ("email", "sms", "push", "marketing", "share_data_with_partners", "allow_analytics")
+
+
+def _preferences_row(preferences: Preferences) -> dict[str, Any]:
+    return {name: getattr(preferences, name) for name in _PREFERENCES}
+
+
+def _customer_of(row: dict[str, Any]) -> Customer:
+    """A customer from a ``customers`` row joined with its preferences (``pref_``-prefixed)."""
+    fields = {name: value for name, value in row.items() if not name.startswith("pref_")}
+    fields["customer_number"] = CustomerNumber.parse(fields["customer_number"])
+    preferences = Preferences(**{name: row[f"pref_{name}"] for name in _PREFERENCES})
+    return Customer(**fields, preferences=preferences)
 
 
 async def registration_pages(
