@@ -8,18 +8,16 @@ service is idempotent, so a record whose customer exists creates nothing new.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from acme_customer.adapters.kafka import OUTPUT_COMPRESSION, USER_EVENTS, USER_EVENTS_DLQ
-from acme_customer.adapters.topics import topic_partitions
-from acme_customer.errors import AcmeCustomerError
+from acme_customer.adapters.topics import read_topic
 
 
 @dataclass(frozen=True)
@@ -52,46 +50,22 @@ async def read_dead_letters(
     topic: str = USER_EVENTS_DLQ,
 ) -> list[DeadLetter]:
     """Every record on the DLQ (from ``since``, of ``error_class``), in partition and offset order."""
-    partitions = await topic_partitions(bootstrap, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    found: list[DeadLetter] = []
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        if since is not None:
-            by_time = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
-            starts = {tp: (by_time[tp].offset if by_time.get(tp) else ends[tp]) for tp in partitions}
-        for tp in partitions:
-            consumer.seek(tp, starts[tp])
-        pending = {tp for tp in partitions if starts[tp] < ends[tp]}
-        deadline = asyncio.get_running_loop().time() + 120
-        while pending:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AcmeCustomerError(f"reading {topic} did not reach its end offsets within 120 s")
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    letter = DeadLetter(
-                        partition=tp.partition,
-                        offset=record.offset,
-                        timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-                        key=record.key,
-                        value=record.value,
-                        headers={name: (value or b"").decode(errors="replace") for name, value in record.headers},
-                        raw_headers=tuple(record.headers),
-                    )
-                    if error_class is None or letter.error_class == error_class:
-                        found.append(letter)
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
-    return sorted(found, key=lambda letter: (letter.partition, letter.offset))
+    since_ms = int(since.timestamp() * 1000) if since is not None else None
+    records = await read_topic(bootstrap, topic, since=since_ms, timeout=120)
+    letters = [
+        DeadLetter(
+            partition=record.partition,
+            offset=record.offset,
+            timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+            key=record.key,
+            value=record.value,
+            headers={name: (value or b"").decode(errors="replace") for name, value in record.headers},
+            raw_headers=tuple(record.headers),
+        )
+        for record in records
+    ]
+    chosen = [letter for letter in letters if error_class is None or letter.error_class == error_class]
+    return sorted(chosen, key=lambda letter: (letter.partition, letter.offset))
 
 
 def replayed_positions(database_url: str, topic: str = USER_EVENTS_DLQ) -> set[tuple[int, int]]:

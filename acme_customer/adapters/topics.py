@@ -1,9 +1,13 @@
-"""Creates the contract's topics when they are missing (local stack and tests; in production
-the platform owns them)."""
+"""The contract's topics: created when missing (local stack and tests; in production the platform
+owns them), described, and read back without a consumer group (operators' tools, the demo, tests)."""
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, CUSTOMER_EVENTS_DLQ, USER_EVENTS, USER_EVENTS_DLQ
@@ -46,3 +50,61 @@ async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPart
     if description.get("error_code"):
         raise AcmeCustomerError(f"topic {topic} cannot be described (error {description['error_code']})")
     return [TopicPartition(topic, partition["partition"]) for partition in description["partitions"]]
+
+
+async def read_topic(
+    bootstrap_servers: str,
+    topic: str,
+    since: Mapping[int, int] | int | None = None,
+    until: Callable[[list[Any]], bool] | None = None,
+    timeout: float = 30.0,
+) -> list[Any]:
+    """The records of ``topic`` (aiokafka ``ConsumerRecord``s), read without a consumer group.
+
+    ``since``: partition -> offset (only those partitions are read), a timestamp in epoch
+    milliseconds, or None for the beginning. Without ``until``, reads to the end offsets the
+    topic had when called and raises AcmeCustomerError if it cannot within ``timeout``; with
+    ``until``, reads until ``until(records)`` holds and returns what it has at ``timeout``.
+    """
+    if isinstance(since, Mapping):
+        partitions = [TopicPartition(topic, partition) for partition in sorted(since)]
+    else:
+        partitions = await topic_partitions(bootstrap_servers, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp, start in (await _starts(consumer, partitions, since, ends)).items():
+            consumer.seek(tp, start)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not (until(found) if until is not None else await _at_ends(consumer, ends)):
+            if asyncio.get_running_loop().time() > deadline:
+                if until is not None:
+                    return found
+                raise AcmeCustomerError(f"reading {topic} did not reach its end offsets within {timeout:.0f} s")
+            for records in (await consumer.getmany(*partitions, timeout_ms=200)).values():
+                found.extend(record for record in records if until is not None or record.offset < ends[_tp_of(record)])
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _tp_of(record: Any) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
+
+
+async def _starts(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since: Mapping[int, int] | int | None, ends: Any
+) -> dict[TopicPartition, int]:
+    if isinstance(since, Mapping):
+        return {tp: since[tp.partition] for tp in partitions}
+    if since is None:
+        return dict(await consumer.beginning_offsets(partitions))
+    by_time = await consumer.offsets_for_times({tp: since for tp in partitions})
+    return {tp: (by_time[tp].offset if by_time.get(tp) else ends[tp]) for tp in partitions}
+
+
+async def _at_ends(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
+    return all([await consumer.position(tp) >= end for tp, end in ends.items()])

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 from schema_registry.client import AsyncSchemaRegistryClient
 from schema_registry.client.schema import AvroSchema
@@ -32,7 +32,7 @@ from schema_registry.serializers.message_serializer import AsyncAvroMessageSeria
 from acme_customer.adapters.codec import TopicCodec
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, USER_EVENTS_DLQ
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED, load_schema
-from acme_customer.adapters.topics import topic_partitions
+from acme_customer.adapters.topics import read_topic
 
 PEOPLE = [("Jane", "Doe", True), ("John", "Smith", False), ("Ana", "Souza", None)]
 
@@ -105,28 +105,16 @@ async def _read(
     timeout: float = 30.0,
 ) -> list[Any]:
     """Records of ``topic`` written since ``since_ms`` (converted) that ``match``, until ``wanted`` are found."""
-    partitions = await topic_partitions(bootstrap, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    found: list[Any] = []
     deadline = time.monotonic() + timeout
-    try:
-        consumer.assign(partitions)
-        starts = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            start = starts.get(tp)
-            consumer.seek(tp, start.offset if start is not None else ends[tp])
-        while len(found) < wanted and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    item = await convert(record) if convert is not None else record
-                    if match(item):
-                        found.append(item)
-    finally:
-        await consumer.stop()
-    return found
+    while True:
+        found = []
+        for record in await read_topic(bootstrap, topic, since=since_ms, timeout=timeout):
+            item = await convert(record) if convert is not None else record
+            if match(item):
+                found.append(item)
+        if len(found) >= wanted or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.5)
 
 
 async def _published(bootstrap: str, since_ms: int, causes: set[str]) -> list[dict[str, Any]]:

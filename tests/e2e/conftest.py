@@ -34,7 +34,7 @@ from schema_registry.client import AsyncSchemaRegistryClient
 
 from acme_customer.adapters.codec import TopicCodec
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED
-from acme_customer.adapters.topics import ensure_topics
+from acme_customer.adapters.topics import ensure_topics, read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -193,28 +193,10 @@ class Stack:
         self, topic: str, since: dict[int, int], until: Callable[[list[Any]], bool], timeout: float = 30
     ) -> list[Any]:
         """Records of ``topic`` after the offsets ``since``, read until ``until(records)`` holds."""
-
-        async def read() -> list[Any]:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
-            await consumer.start()
-            found: list[Any] = []
-            try:
-                partitions = [TopicPartition(topic, p) for p in sorted(since)]
-                consumer.assign(partitions)
-                for tp in partitions:
-                    consumer.seek(tp, since[tp.partition])
-                deadline = time.monotonic() + timeout
-                while not until(found):
-                    if time.monotonic() > deadline:
-                        raise AssertionError(f"timed out reading {topic}: {len(found)} records so far")
-                    batches = await consumer.getmany(timeout_ms=200)
-                    for records in batches.values():
-                        found.extend(records)
-                return found
-            finally:
-                await consumer.stop()
-
-        return asyncio.run(read())
+        found = asyncio.run(read_topic(self.bootstrap, topic, since=since, until=until, timeout=timeout))
+        if not until(found):
+            raise AssertionError(f"timed out reading {topic}: {len(found)} records so far")
+        return found
 
 
 def _with_database(url: str, name: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from acme_customer.adapters.topics import read_topic
 from tests.e2e.conftest import REPO, Stack, Worker, http_json, user_registered, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -161,26 +162,12 @@ class Hostile:
 
 
 def _read(bootstrap: str, topic: str, since: int, until_count: int, timeout: float) -> list[Any]:
-    async def read() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_bytes=8 * 1024 * 1024
+    partition = PARTITION if topic == USER_EVENTS else 0
+    return asyncio.run(
+        read_topic(
+            bootstrap, topic, since={partition: since}, until=lambda found: len(found) >= until_count, timeout=timeout
         )
-        await consumer.start()
-        found: list[Any] = []
-        try:
-            partition = TopicPartition(topic, PARTITION if topic == USER_EVENTS else 0)
-            consumer.assign([partition])
-            consumer.seek(partition, since)
-            deadline = time.monotonic() + timeout
-            while len(found) < until_count and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    found.extend(records)
-            return found
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    )
 
 
 def _committed(bootstrap: str) -> int | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -10,14 +9,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from acme_customer.adapters.codec import encode_json
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
-from acme_customer.adapters.topics import topic_partitions
+from acme_customer.adapters.topics import read_topic, topic_partitions
 from tests.contracts.profiles import ProfileSourceContract
 from tests.contracts.publisher import Letter, Published, PublisherContract
 from tests.contracts.read_model import ReadModelContract
@@ -61,23 +60,7 @@ async def _ensure_topic(bootstrap: str, name: str) -> None:
 
 
 async def _read_from(bootstrap: str, topic: str, since: dict[int, int]) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, partition) for partition in since]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, since[tp.partition])
-        found: list[Any] = []
-        deadline = asyncio.get_running_loop().time() + 30
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            assert asyncio.get_running_loop().time() < deadline, f"reading {topic} timed out"
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                found.extend(records)
-        return found
-    finally:
-        await consumer.stop()
+    return await read_topic(bootstrap, topic, since=since)
 
 
 async def _ends(bootstrap: str, topic: str) -> dict[int, int]:

@@ -19,13 +19,13 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import MongoClient
 
 from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.postgres import PostgresCustomerStore
-from acme_customer.adapters.topics import ensure_topics
+from acme_customer.adapters.topics import ensure_topics, read_topic
 from acme_customer.service_layer.register_customers import register_customers
 from tests.unit.builders import user_registered
 
@@ -101,22 +101,9 @@ async def _create_topic(bootstrap: str, name: str) -> None:
 
 
 async def _read_all(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        end = (await consumer.end_offsets([tp]))[tp]
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(found) < end and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                found.extend(records)
-        assert end == expected, f"{topic} holds {end} records, expected {expected}"
-        return found
-    finally:
-        await consumer.stop()
+    found = await read_topic(bootstrap, topic)
+    assert len(found) == expected, f"{topic} holds {len(found)} records, expected {expected}"
+    return found
 
 
 def test_dlq_list_and_replay_republish_chosen_records_once(environment: dict[str, str]) -> None:
