@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
+from acme_customer.domain.events import CustomerRegistered
 from acme_customer.errors import PublishFailed
 from acme_customer.service_layer.ports import EventPublisher
 
@@ -72,10 +73,11 @@ class KafkaPublisher(EventPublisher):
         except Exception as error:  # the driver's send errors: all retriable from our point of view
             raise PublishFailed(f"publishing to {topic} failed: {type(error).__name__}") from error
 
-    async def publish_customer_registered(self, envelopes: Sequence[dict[str, Any]]) -> None:
+    async def publish_customer_registered(self, events: Sequence[CustomerRegistered]) -> None:
         """Publish the events (key = customerId) and wait until Kafka has them all."""
-        if not envelopes:
+        if not events:
             return
+        envelopes = [event.to_dict() for event in events]
         with tracer.start_as_current_span("publish_customer_registered") as span:
             span.set_attribute("messaging.destination.name", CUSTOMER_EVENTS)
             span.set_attribute("messaging.batch.message_count", len(envelopes))

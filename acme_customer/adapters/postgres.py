@@ -113,7 +113,7 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
             f" WHERE t.{key} = ANY(%s)",
             (CUSTOMER_REGISTERED, list(keys)),
         )
-        return {row[0]: StoredRegistration(row[1], row[2], row[3]) for row in rows}
+        return {row[0]: StoredRegistration(row[1], CustomerRegistered.from_dict(row[2]), row[3]) for row in rows}
 
     async def reserve_customer_numbers(self, year_month: str, count: int) -> int:
         # The row lock taken here is held to commit: writers of one month queue up, and a

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from acme_customer.domain.clock import format_rfc3339
+from acme_customer.domain.clock import format_rfc3339, parse_rfc3339
 
 EVENT_VERSION = "1.0"
 USER_REGISTERED = "UserRegistered"
@@ -47,6 +47,26 @@ class CustomerRegistered:
     status: str
     type: str
     registered_at: datetime
+
+    @classmethod
+    def from_dict(cls, envelope: dict[str, Any]) -> CustomerRegistered:
+        """The event from its wire form (as the event store keeps it); ``to_dict`` gives it back unchanged."""
+        payload = envelope["payload"]
+        return cls(
+            event_id=UUID(envelope["eventId"]),
+            timestamp=parse_rfc3339(envelope["timestamp"]),
+            customer_id=UUID(payload["customerId"]),
+            correlation_id=UUID(envelope["correlationId"]),
+            causation_id=UUID(envelope["causationId"]),
+            user_id=UUID(payload["userId"]),
+            customer_number=payload["customerNumber"],
+            email=payload["email"],
+            first_name=payload["firstName"],
+            last_name=payload["lastName"],
+            status=payload["status"],
+            type=payload["type"],
+            registered_at=parse_rfc3339(payload["registeredAt"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: the story's envelope and payload, field for field."""

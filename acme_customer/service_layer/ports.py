@@ -6,13 +6,10 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 from uuid import UUID
 
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CustomerRegistered
-
-Envelope = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -20,7 +17,7 @@ class StoredRegistration:
     """A customer's CustomerRegistered event as the event store holds it."""
 
     customer_id: UUID
-    envelope: Envelope
+    event: CustomerRegistered
     published: bool
 
 
@@ -85,4 +82,4 @@ class EventPublisher(abc.ABC):
     """Publishes CustomerRegistered events and waits until they are safe (Kafka acknowledged them)."""
 
     @abc.abstractmethod
-    async def publish_customer_registered(self, envelopes: Sequence[Envelope]) -> None: ...
+    async def publish_customer_registered(self, events: Sequence[CustomerRegistered]) -> None: ...

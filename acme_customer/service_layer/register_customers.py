@@ -17,12 +17,11 @@ from opentelemetry import trace
 
 from acme_customer.domain.customer import register_customer
 from acme_customer.domain.customer_number import allocate, year_month_of
-from acme_customer.domain.events import UserRegistered
+from acme_customer.domain.events import CustomerRegistered, UserRegistered
 from acme_customer.errors import PermanentError, RecordRejected, StoreConflict, TransientError
 from acme_customer.service_layer.ports import (
     CustomerStore,
     CustomerUnitOfWork,
-    Envelope,
     EventPublisher,
     StoredRegistration,
 )
@@ -37,7 +36,7 @@ class Outcome:
 
     input_event_id: UUID
     customer_id: UUID | None = None
-    envelope: Envelope | None = None  # the CustomerRegistered event (new or stored)
+    event: CustomerRegistered | None = None  # the CustomerRegistered event (new or stored)
     created: bool = False  # a new customer was written by this call
     publish: bool = False  # the event still has to reach customer.events
     error: PermanentError | None = None  # set when the record is refused for good
@@ -102,7 +101,7 @@ async def _in_one_transaction(
                 outcomes[index] = created[index]
                 processed.append((user.event_id, _customer_id(created[index])))
             else:  # the same user again within the batch: nothing new, nothing more to publish
-                outcomes[index] = Outcome(user.event_id, created[first].customer_id, created[first].envelope)
+                outcomes[index] = Outcome(user.event_id, created[first].customer_id, created[first].event)
                 if user.event_id != users[first].event_id:
                     processed.append((user.event_id, _customer_id(created[first])))
         await uow.mark_processed(list(dict(processed).items()))
@@ -116,12 +115,12 @@ def _customer_id(outcome: Outcome) -> UUID:
 
 
 def _existing(user: UserRegistered, known: StoredRegistration, to_publish: set[UUID]) -> Outcome:
-    event_id = UUID(known.envelope["eventId"])
+    event_id = known.event.event_id
     # re-publish a stored event that Kafka never acknowledged (the worker died after commit)
     publish = not known.published and event_id not in to_publish
     if publish:
         to_publish.add(event_id)
-    return Outcome(user.event_id, known.customer_id, known.envelope, created=False, publish=publish)
+    return Outcome(user.event_id, known.customer_id, known.event, created=False, publish=publish)
 
 
 async def _register(
@@ -143,7 +142,7 @@ async def _register(
         for (index, user), number in zip(users, numbers, strict=True):
             customer, event = register_customer(user, number, now())
             registrations.append((customer, event))
-            outcomes[index] = Outcome(user.event_id, customer.customer_id, event.to_dict(), created=True, publish=True)
+            outcomes[index] = Outcome(user.event_id, customer.customer_id, event, created=True, publish=True)
     if registrations:
         await uow.add_customers([customer for customer, _ in registrations])
         await uow.append_events([event for _, event in registrations])
@@ -156,11 +155,11 @@ async def publish_registrations(outcomes: Sequence[Outcome], publisher: EventPub
     Raises the publisher's TransientError when Kafka did not take them: the customers stay
     committed and their events unpublished, so the next attempt publishes the stored events.
     """
-    envelopes = [outcome.envelope for outcome in outcomes if outcome.publish and outcome.envelope is not None]
-    if not envelopes:
+    events = [outcome.event for outcome in outcomes if outcome.publish and outcome.event is not None]
+    if not events:
         return
-    await publisher.publish_customer_registered(envelopes)
-    event_ids = [UUID(envelope["eventId"]) for envelope in envelopes]
+    await publisher.publish_customer_registered(events)
+    event_ids = [event.event_id for event in events]
     try:
         await store.mark_published(event_ids)
     except TransientError as error:

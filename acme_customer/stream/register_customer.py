@@ -217,11 +217,11 @@ class RegisterCustomerHandler:
             metrics.event_processing_lag_seconds.labels(event_type=USER_REGISTERED).observe(
                 max(0.0, (now - user.timestamp).total_seconds())
             )
-            if outcome.created and outcome.envelope is not None:
+            if outcome.created and outcome.event is not None:
                 logger.info(
                     "customer %s created as %s for user %s (event %s)",
                     outcome.customer_id,
-                    outcome.envelope["payload"]["customerNumber"],
+                    outcome.event.customer_number,
                     user.user_id,
                     user.event_id,
                 )

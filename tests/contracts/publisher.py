@@ -43,9 +43,10 @@ class PublisherContract:
         raise NotImplementedError
 
     async def test_events_are_published_keyed_by_customer_id(self, publisher: Any) -> None:
-        envelopes = [registration(fresh_month(), n)[1].to_dict() for n in (1, 2)]
+        events = [registration(fresh_month(), n)[1] for n in (1, 2)]
+        envelopes = [event.to_dict() for event in events]
 
-        await publisher.publish_customer_registered(envelopes)
+        await publisher.publish_customer_registered(events)
 
         found = await self.published(publisher, [envelope["aggregateId"] for envelope in envelopes])
         assert sorted(found, key=lambda item: item.event_id) == sorted(

@@ -70,7 +70,7 @@ class UnitOfWorkContract:
         assert set(by_event) == {input_event_id}
         for found in (by_user[customer.user_id], by_event[input_event_id]):
             assert found.customer_id == customer.customer_id
-            assert found.envelope["eventId"] == str(event.event_id)
+            assert found.event == event
             assert found.published is False
 
     async def test_rolls_back_uncommitted_work_by_default(self, store: CustomerStore) -> None:

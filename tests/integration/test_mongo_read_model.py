@@ -207,7 +207,7 @@ async def test_ac05_project_customers_writes_the_postgres_customer_to_the_read_m
         for index in range(2)
     ]
     outcomes = await register_customers(users, adapter_store, lambda: datetime.now(UTC))
-    envelopes = [outcome.envelope for outcome in outcomes if outcome.envelope is not None]
+    envelopes = [outcome.event.to_dict() for outcome in outcomes if outcome.event is not None]
     assert len(envelopes) == 2
     profiles = PostgresProfiles(adapter_store.pool)
 
@@ -218,7 +218,7 @@ async def test_ac05_project_customers_writes_the_postgres_customer_to_the_read_m
     assert written == 2
     assert elapsed < 2.0  # AC-05: projected within 2 seconds of the commit
     for sequence, (user, outcome) in enumerate(zip(users, outcomes, strict=True), start=1):
-        assert outcome.customer_id is not None and outcome.envelope is not None
+        assert outcome.customer_id is not None and outcome.event is not None
         [customer] = await profiles.customers([outcome.customer_id])
         document = await stored(adapter_read_model, customer)
         assert document == customer.to_read_model(1)
@@ -227,7 +227,7 @@ async def test_ac05_project_customers_writes_the_postgres_customer_to_the_read_m
         assert document["userId"] == str(user.user_id)
         assert document["customerNumber"] == f"ACME-203007-{sequence:06d}"
         assert document["preferences"]["communication"]["marketing"] is user.marketing_opt_in
-        assert document["registeredAt"] == outcome.envelope["payload"]["registeredAt"]
+        assert document["registeredAt"] == outcome.event.to_dict()["payload"]["registeredAt"]
         assert document["profileCompleteness"] == 25
 
     # projecting the same events again (a redelivery) changes nothing

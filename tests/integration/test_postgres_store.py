@@ -115,8 +115,8 @@ async def processed(store: PostgresCustomerStore, event_ids: Sequence[UUID]) -> 
 
 
 def number_of(outcome: Outcome) -> CustomerNumber:
-    assert outcome.envelope is not None
-    return CustomerNumber.parse(outcome.envelope["payload"]["customerNumber"])
+    assert outcome.event is not None
+    return CustomerNumber.parse(outcome.event.customer_number)
 
 
 # -- migrations -----------------------------------------------------------------------------------
@@ -311,22 +311,23 @@ async def test_ac10_redelivery_creates_nothing_and_returns_the_stored_event(
     other_event = redelivered(user, event_id=uuid.uuid4())
     [via_other_event] = await register_customers([other_event], adapter_store, now)
 
-    assert first.created and first.customer_id is not None and first.envelope is not None
-    assert (again.created, again.customer_id, again.envelope, again.error) == (
+    assert first.created and first.customer_id is not None and first.event is not None
+    assert (again.created, again.customer_id, again.event, again.error) == (
         False,
         first.customer_id,
-        first.envelope,
+        first.event,
         None,
     )
-    assert (via_other_event.created, via_other_event.customer_id, via_other_event.envelope) == (
+    assert (via_other_event.created, via_other_event.customer_id, via_other_event.event) == (
         False,
         first.customer_id,
-        first.envelope,
+        first.event,
     )
     assert via_other_event.input_event_id == other_event.event_id
 
     assert await customers_of(adapter_store, user.user_id) == [(first.customer_id, f"ACME-{ym}-000001")]
-    assert await registered_events_of(adapter_store, first.customer_id) == [first.envelope]
+    assert first.event is not None
+    assert await registered_events_of(adapter_store, first.customer_id) == [first.event.to_dict()]
     assert await processed(adapter_store, [user.event_id, other_event.event_id]) == {
         user.event_id: first.customer_id,
         other_event.event_id: first.customer_id,
@@ -354,9 +355,9 @@ async def test_duplicates_within_one_batch_create_one_customer(adapter_store: Po
         (False, False, None),
     ]
     assert outcomes[1].customer_id == outcomes[0].customer_id
-    assert outcomes[1].envelope == outcomes[0].envelope
+    assert outcomes[1].event == outcomes[0].event
     assert outcomes[3].customer_id == outcomes[2].customer_id
-    assert outcomes[3].envelope == outcomes[2].envelope
+    assert outcomes[3].event == outcomes[2].event
     assert [number_of(outcome).sequence for outcome in outcomes] == [1, 1, 2, 2]
     assert len(await customers_of(adapter_store, twice.user_id)) == 1
     assert len(await customers_of(adapter_store, two_events.user_id)) == 1
@@ -427,10 +428,10 @@ async def test_unpublished_event_is_republished_on_redelivery_until_marked_publi
     [first] = await register_customers([user], adapter_store, now)
     [second] = await register_customers([redelivered(user)], adapter_store, now)
     assert (first.created, first.publish) == (True, True)
-    assert (second.created, second.publish, second.envelope) == (False, True, first.envelope)
+    assert (second.created, second.publish, second.event) == (False, True, first.event)
 
-    assert first.envelope is not None
-    customer_event_id = UUID(first.envelope["eventId"])
+    assert first.event is not None
+    customer_event_id = first.event.event_id
     await adapter_store.mark_published([customer_event_id])
     published = await rows(
         adapter_store, "SELECT published_at FROM event_store WHERE event_id = %s", (customer_event_id,)
@@ -439,7 +440,7 @@ async def test_unpublished_event_is_republished_on_redelivery_until_marked_publi
 
     [third] = await register_customers([redelivered(user)], adapter_store, now)
     [other_event] = await register_customers([redelivered(user, event_id=uuid.uuid4())], adapter_store, now)
-    assert (third.created, third.publish, third.envelope) == (False, False, first.envelope)
+    assert (third.created, third.publish, third.event) == (False, False, first.event)
     assert (other_event.created, other_event.publish) == (False, False)
 
 

@@ -19,13 +19,13 @@ from acme_customer.errors import ReadModelConflict, RecordRejected, StoreConflic
 from acme_customer.service_layer.ports import (
     CustomerStore,
     CustomerUnitOfWork,
-    Envelope,
     EventPublisher,
     StoredRegistration,
 )
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel
 
 ErrorFactory = Callable[[], BaseException]
+Envelope = dict[str, Any]  # an event's wire form
 
 
 @dataclass
@@ -169,7 +169,9 @@ class FakeUnitOfWork(CustomerUnitOfWork):
     def _registration(self, customer_id: UUID) -> StoredRegistration | None:
         for event_id, envelope in self._all_events().items():
             if envelope["aggregateId"] == str(customer_id):
-                return StoredRegistration(customer_id, envelope, event_id in self.store.published)
+                return StoredRegistration(
+                    customer_id, CustomerRegistered.from_dict(envelope), event_id in self.store.published
+                )
         return None
 
     async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
@@ -290,9 +292,9 @@ class FakePublisher(EventPublisher):
     def published(self) -> list[Envelope]:
         return [envelope for batch in self.batches for envelope in batch]
 
-    async def publish_customer_registered(self, envelopes: Sequence[Envelope]) -> None:
-        self.failures.check("publish_customer_registered", list(envelopes))
-        self.batches.append(list(envelopes))
+    async def publish_customer_registered(self, events: Sequence[CustomerRegistered]) -> None:
+        self.failures.check("publish_customer_registered", list(events))
+        self.batches.append([event.to_dict() for event in events])  # as it goes on the wire
 
     async def dead_letter(
         self,

@@ -136,12 +136,12 @@ class FakeProducer:
         return acknowledged
 
 
-async def created_envelopes(users: Sequence[UserRegistered] = USERS) -> tuple[FakeCustomerStore, list[Any]]:
+async def created_events(users: Sequence[UserRegistered] = USERS) -> tuple[FakeCustomerStore, list[Any]]:
     store = FakeCustomerStore()
     outcomes = await register_customers(list(users), store, now)
-    envelopes = [outcome.envelope for outcome in outcomes]
-    assert all(envelope is not None for envelope in envelopes)
-    return store, envelopes
+    events = [outcome.event for outcome in outcomes]
+    assert all(event is not None for event in events)
+    return store, events
 
 
 # --- create_customer_profile / generate_customer_number --------------------------------------
@@ -150,7 +150,7 @@ async def created_envelopes(users: Sequence[UserRegistered] = USERS) -> tuple[Fa
 async def test_create_customers_records_a_profile_span_and_one_number_span_per_month(
     spans: InMemorySpanExporter,
 ) -> None:
-    store, _ = await created_envelopes()
+    store, _ = await created_events()
     assert store.commits == 1
     finished = spans.get_finished_spans()
 
@@ -181,7 +181,7 @@ async def test_two_users_in_the_same_month_share_one_number_span(spans: InMemory
         last_name="Mustermann",
         registered_at=datetime(2026, 1, 15, tzinfo=UTC),
     )
-    await created_envelopes([JANE, same_month])
+    await created_events([JANE, same_month])
     (number,) = named(spans.get_finished_spans(), "generate_customer_number")
     assert number.attributes is not None
     assert number.attributes["customer_number.year_month"] == "202601"
@@ -192,11 +192,11 @@ async def test_two_users_in_the_same_month_share_one_number_span(spans: InMemory
 
 
 async def test_publishing_records_a_span_with_the_destination_and_the_batch_size(spans: InMemorySpanExporter) -> None:
-    _, envelopes = await created_envelopes()
+    _, events = await created_events()
     spans.clear()
     producer = FakeProducer()
 
-    await KafkaPublisher(producer, encode_json_async, ack_timeout_s=5).publish_customer_registered(envelopes)
+    await KafkaPublisher(producer, encode_json_async, ack_timeout_s=5).publish_customer_registered(events)
 
     assert [sent["topic"] for sent in producer.sent] == [CUSTOMER_EVENTS, CUSTOMER_EVENTS]
     (publish,) = named(spans.get_finished_spans(), "publish_customer_registered")
@@ -214,12 +214,12 @@ async def test_publishing_an_empty_batch_records_no_span(spans: InMemorySpanExpo
 
 
 async def test_published_records_carry_the_w3c_traceparent_of_the_current_trace(spans: InMemorySpanExporter) -> None:
-    _, envelopes = await created_envelopes()
+    _, events = await created_events()
     spans.clear()
     producer = FakeProducer()
 
     with trace.get_tracer("tests").start_as_current_span("consume") as parent:
-        await KafkaPublisher(producer, encode_json_async, ack_timeout_s=5).publish_customer_registered(envelopes)
+        await KafkaPublisher(producer, encode_json_async, ack_timeout_s=5).publish_customer_registered(events)
 
     (publish,) = named(spans.get_finished_spans(), "publish_customer_registered")
     assert publish.parent is not None
@@ -241,11 +241,11 @@ async def test_published_records_carry_the_w3c_traceparent_of_the_current_trace(
 
 
 async def test_projecting_records_a_read_model_span_with_the_customer_count(spans: InMemorySpanExporter) -> None:
-    store, envelopes = await created_envelopes()
+    store, events = await created_events()
     spans.clear()
     read_model = FakeReadModel()
 
-    written = await project_customers(envelopes, FakeProfiles(store.customers), read_model)
+    written = await project_customers([event.to_dict() for event in events], FakeProfiles(store.customers), read_model)
 
     assert written == 2
     (projection,) = named(spans.get_finished_spans(), "project_read_model")
@@ -259,9 +259,9 @@ async def test_projecting_records_a_read_model_span_with_the_customer_count(span
 
 async def test_no_span_attribute_carries_an_email_or_a_name(spans: InMemorySpanExporter) -> None:
     with trace.get_tracer("tests").start_as_current_span("consume"):
-        store, envelopes = await created_envelopes()
-        await KafkaPublisher(FakeProducer(), encode_json_async, ack_timeout_s=5).publish_customer_registered(envelopes)
-        await project_customers(envelopes, FakeProfiles(store.customers), FakeReadModel())
+        store, events = await created_events()
+        await KafkaPublisher(FakeProducer(), encode_json_async, ack_timeout_s=5).publish_customer_registered(events)
+        await project_customers([event.to_dict() for event in events], FakeProfiles(store.customers), FakeReadModel())
 
     finished = spans.get_finished_spans()
     assert {span.name for span in finished} >= {
