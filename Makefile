@@ -46,7 +46,7 @@ status:
 clean: down
 	rm -rf .devstack $(VENV) customer-service-data
 
-## only the fault-injection suite, with its per-test reports: see docs/reliability-results.md
+## only the fault-injection suite, with its per-test reports in test-results/ (not tracked)
 faults: stack
 	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults -s
 

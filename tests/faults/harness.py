@@ -42,7 +42,8 @@ DLQ = "identity.user.events.dlq"
 MONTHS = ("2026-05-15T12:00:00Z", "2026-06-01T00:00:00Z")
 DEVSTACK = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack"))
 LOG_DIR = DEVSTACK / "logs"
-RESULTS = REPO / "docs" / "reliability-results.md"
+# not tracked: a test run leaves the work tree clean; copy rows worth keeping into docs/ by hand
+RESULTS = REPO / "test-results" / "reliability-results.md"
 CLI = str(Path(sys.executable).parent / "acme-customer")
 
 # Configuration only (faust reads these from the environment): a killed or frozen member leaves the
@@ -492,7 +493,7 @@ class Run:
 
 
 def check_invariants(stack: Stack, run: Run, complete_at: float | None = None) -> Report:
-    """Every DESIGN.md invariant over the final state; appends a row to docs/reliability-results.md.
+    """Every DESIGN.md invariant over the final state; appends a row to test-results/reliability-results.md.
 
     Raises AssertionError listing every failed invariant (after writing the row)."""
     complete_at = complete_at or time.monotonic()
@@ -656,6 +657,7 @@ _results_lock = threading.Lock()
 def append_result(report: Report) -> None:
     with _results_lock:
         if not RESULTS.exists():
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(RESULTS_HEADER)
         with RESULTS.open("a") as handle:
             handle.write(report.row() + "\n")

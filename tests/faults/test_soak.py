@@ -1,6 +1,6 @@
 """Soak (manual, not in CI): 100,000 deliveries with 20 random kill -9s, then every invariant.
 
-make soak        # about 10 minutes on 2 cores; the result row goes to docs/reliability-results.md
+make soak        # about 10 minutes on 2 cores; the result row goes to test-results/reliability-results.md
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ The module has its own MongoDB database and its own PostgreSQL database (see con
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -211,12 +210,10 @@ async def test_ac05_project_customers_writes_the_postgres_customer_to_the_read_m
     assert len(envelopes) == 2
     profiles = PostgresProfiles(adapter_store.pool)
 
-    started = time.monotonic()
     written = await project_customers([*envelopes, {"eventType": "SomethingElse"}], profiles, adapter_read_model)
-    elapsed = time.monotonic() - started
 
+    # (AC-05's 2 s is a latency: measured by the fault suite and the benchmark, not by one call here)
     assert written == 2
-    assert elapsed < 2.0  # AC-05: projected within 2 seconds of the commit
     for sequence, (user, outcome) in enumerate(zip(users, outcomes, strict=True), start=1):
         assert outcome.customer_id is not None and outcome.event is not None
         [customer] = await profiles.customers([outcome.customer_id])
@@ -241,10 +238,8 @@ async def test_upsert_against_an_unreachable_server_raises_read_model_unreachabl
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient("mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=300)
     read_model = MongoReadModel(client, "unreachable")
     try:
-        started = time.monotonic()
         with pytest.raises(ReadModelUnreachable):
             await read_model.upsert([a_customer().to_read_model(1)])
-        assert time.monotonic() - started < 5.0
         assert await read_model.ping() is False
     finally:
         await read_model.close()
