@@ -21,7 +21,7 @@ from uuid import UUID
 from acme_customer import observability as metrics
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
-from acme_customer.errors import InvalidEvent, TransientError
+from acme_customer.errors import FailedAlone, InvalidEvent, TransientError
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher
 from acme_customer.service_layer.register_customers import Outcome, publish_registrations, register_customers
 from acme_customer.stream.isolation import DeadLetterSink, attempt_alone, dead_letter_all, merged
@@ -81,8 +81,9 @@ class RegisterCustomerHandler:
     async def attempt(self, records: Sequence[Record]) -> Unfinished | None:
         """Try the batch once; return what is left for a transient reason, or None when all is done.
 
-        Never raises for a record: after an unexpected error the records are tried one at a
-        time, so that only a record that fails alone is dead-lettered (``isolation``).
+        Never raises for a record: an unexpected error while registering is narrowed down
+        record by record (``_register_one_by_one``); this catch is the last resort for one
+        anywhere else, and retries the whole batch the same way.
         """
         try:
             return await self._attempt(records)
@@ -174,16 +175,26 @@ class RegisterCustomerHandler:
         except InvalidEvent as error:
             logger.warning("rejected record %s/%d@%d: %s", *record.origin, error)
             await self._dead_letter(record, error, attempts=1)
-            metrics.customer_created_total.labels(status="rejected").inc()
-            return None
+        except (TransientError, asyncio.CancelledError):
+            raise
+        except Exception as error:  # the codec or validation failed on this record alone: it is the record's
+            logger.exception("unexpected error reading record %s/%d@%d", *record.origin)
+            await self._dead_letter(record, FailedAlone(error), attempts=1)
+        metrics.customer_created_total.labels(status="rejected").inc()
+        return None
 
-    async def _register(self, fresh: list[tuple[Record, UserRegistered]]) -> Unfinished | None:
+    async def _register(self, fresh: list[tuple[Record, UserRegistered]], isolate: bool = True) -> Unfinished | None:
         """Register the customers (one transaction), dead-letter what the store refused, publish the events."""
         in_order = [record for record, _ in fresh]
         try:
             outcomes = await self._create([user for _, user in fresh])
         except TransientError as error:
             return Unfinished(tuple(in_order), error)
+        except Exception as error:  # unexpected, and nothing of this batch is settled yet
+            if not isolate:
+                raise
+            logger.exception("unexpected error registering %d customer(s); trying them one at a time", len(fresh))
+            return await self._register_one_by_one(fresh, error)
         refused_left = await self._dead_letter_refused(fresh, outcomes)
         try:
             await publish_registrations(outcomes, self.publisher, self.store)
@@ -195,6 +206,24 @@ class RegisterCustomerHandler:
             return merged(Unfinished(left, error), refused_left, in_order)
         self._account(fresh, outcomes, set())
         return refused_left
+
+    async def _register_one_by_one(
+        self, fresh: list[tuple[Record, UserRegistered]], error: BaseException
+    ) -> Unfinished | None:
+        """Register each record alone, so that only one that fails alone goes to the DLQ (``isolation``)."""
+        users = {record.origin: user for record, user in fresh}
+        in_order = [record for record, _ in fresh]
+
+        async def alone(records: Sequence[Record]) -> Unfinished | None:
+            return await self._register([(record, users[record.origin]) for record in records], isolate=False)
+
+        isolated = await attempt_alone(in_order, alone, error)
+        failed = [record for record, _ in isolated.failed_alone]
+        refused = await self._dead_letter_all(failed, [reason for _, reason in isolated.failed_alone], 1)
+        metrics.customer_created_total.labels(status="rejected").inc(
+            len(failed) - len(refused.records if refused else ())
+        )
+        return merged(isolated.unfinished, refused, in_order)
 
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
         started = time.perf_counter()

@@ -96,16 +96,14 @@ def test_ac01_to_ac08_a_registration_creates_the_full_initial_profile(stack: Sta
     assert published["aggregateId"] == published["payload"]["customerId"] == str(row["id"])
 
 
-def test_ac05_the_read_model_document_appears_within_2_seconds_of_commit(stack: Stack, worker: Worker) -> None:
+def test_ac05_the_read_model_document_is_the_profile_of_the_committed_customer(stack: Stack, worker: Worker) -> None:
+    # (AC-05's 2 s is asserted at a steady rate in test_steady_rate_latency, from the worker's own histogram)
     event = user_registered(marketing_opt_in=False)
     user_id = event["payload"]["userId"]
     collection = stack.mongo()
     stack.produce([as_record(event)])
-    row = wait_for(lambda: _customer(stack, user_id), 10, "the customer row", interval=0.01)
-    committed_seen = time.monotonic()
-    document = wait_for(lambda: collection.find_one({"userId": user_id}), 10, "the read-model document", interval=0.01)
-    # measured from when the test saw the commit: an upper bound on commit -> projection
-    assert time.monotonic() - committed_seen < 2.0
+    row = wait_for(lambda: _customer(stack, user_id), 10, "the customer row")
+    document = wait_for(lambda: collection.find_one({"userId": user_id}), 10, "the read-model document")
     assert document["_id"] == str(row["id"])
     assert document["_version"] == 1
     assert document["customerNumber"] == row["number"]

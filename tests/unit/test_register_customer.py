@@ -618,3 +618,38 @@ async def test_a_record_the_store_refuses_is_dead_lettered_even_when_publishing_
 
     assert [(dead.origin[2], dead.error_class) for dead in publisher.dead_letters] == [(101, "RecordRejected")]
     assert causations(publisher) == [str(event_id(1))]
+
+
+async def test_an_unexpected_error_in_a_batch_with_an_invalid_record_dead_letters_each_record_once() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+    poisoned = user_id(2)
+    store.failures.always(
+        "add_customers",
+        RuntimeError("a bug only this record triggers"),
+        when=lambda customers: any(customer.user_id == poisoned for customer in customers),
+    )
+
+    await make_handler(store, publisher).handle(batch(user_document(1), b"not json", user_document(2)))
+
+    assert sorted((dead.origin[2], dead.error_class) for dead in publisher.dead_letters) == [
+        (101, "InvalidEvent"),
+        (102, "FailedAlone"),
+    ]
+    assert causations(publisher) == [str(event_id(1))]
+
+
+async def test_a_record_the_decoder_fails_on_unexpectedly_is_dead_lettered_alone() -> None:
+    store, publisher = FakeCustomerStore(), FakePublisher()
+
+    async def fragile_decode(value: bytes | None) -> Any:
+        if value == b"crash the codec":
+            raise ZeroDivisionError("a codec bug")
+        return await decode(value)
+
+    handler = RegisterCustomerHandler(
+        store, publisher, fragile_decode, NO_WAIT, dead_letters=publisher, now=lambda: STORY_MOMENT
+    )
+    await handler.handle(batch(user_document(1), b"crash the codec", user_document(2)))
+
+    assert [(dead.origin[2], dead.error_class) for dead in publisher.dead_letters] == [(101, "FailedAlone")]
+    assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(2))])
