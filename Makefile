@@ -24,7 +24,7 @@ demo: stack
 
 ## the whole test suite against the real local stack, with lint, types and coverage,
 ## then the slower fault-injection suite (kills, outages, retries; ~10 minutes)
-test: stack lint
+test: stack lint unit
 	$(STACK_ENV); $(BIN)/acme-customer schemas check
 	$(STACK_ENV); $(BIN)/pytest -m "not faults and not soak" --cov=acme_customer --cov-report=term --cov-fail-under=90
 	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults
@@ -34,8 +34,11 @@ lint: install
 	$(BIN)/ruff format --check acme_customer tests
 	$(BIN)/mypy
 
+## the unit tests alone (no stack), with branch coverage of the pure and the stream-handling code:
+## domain/, service_layer/ and stream/ must be covered > 90 % by unit tests without any server
 unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit -q --cov=acme_customer.domain --cov=acme_customer.service_layer \
+		--cov=acme_customer.stream --cov-branch --cov-report=term --cov-fail-under=90
 
 down:
 	$(BIN)/acme-customer devstack down
