@@ -170,7 +170,9 @@ def _assert_story_shape(published: dict[str, Any], event: dict[str, Any], row: d
     assert re.fullmatch(r"ACME-\d{6}-\d{6,}", row["number"])
     for name in ("email", "firstName", "lastName"):
         assert published["payload"][name] == payload[name]
-    assert parse_rfc3339(published["timestamp"])  # RFC 3339
+    # RFC 3339 in UTC with a Z, taken when the customer was registered (after the event it answers)
+    assert published["timestamp"].endswith("Z")
+    assert parse_rfc3339(published["timestamp"]) >= parse_rfc3339(event["timestamp"])
     expected_registered_at = payload.get("registeredAt") or event["timestamp"]
     assert parse_rfc3339(published["payload"]["registeredAt"]) == parse_rfc3339(expected_registered_at)
     assert row["registered_at"] == parse_rfc3339(expected_registered_at)

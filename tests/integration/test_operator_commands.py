@@ -145,7 +145,8 @@ def test_dlq_list_and_replay_republish_chosen_records_once(environment: dict[str
     assert "replayed 0 record(s); skipped 2 already replayed" in again.stdout
     asyncio.run(_read_all(bootstrap, scratch, 2))
     listed_after = cli(environment, "dlq", "list", "--since", since, "--error-class", error_class)
-    assert all(" yes " in line for line in listed_after.stdout.splitlines() if error_class in line)
+    ours = [line for line in listed_after.stdout.splitlines() if error_class in line]
+    assert len(ours) == 2 and all(" yes " in line for line in ours)
 
     forced = cli(environment, "dlq", "replay", "--since", since, "--error-class", error_class, "--force")
     assert "replayed 2 record(s)" in forced.stdout
