@@ -101,7 +101,7 @@ class KafkaPublisher(EventPublisher):
         """Send the original bytes, unchanged, to the origin topic's DLQ with the contract's headers."""
         topic, partition, offset = origin
         dlq_headers: Headers = [
-            *((_encodable(name), value) for name, value in headers or []),
+            *(headers or []),  # names already text that encodes again (stream/records.py)
             ("x-error-class", type(error).__name__.encode()),
             ("x-error-message", str(error).encode()[:1000]),
             ("x-attempts", str(attempts).encode()),
@@ -114,11 +114,6 @@ class KafkaPublisher(EventPublisher):
             # one (an assertion, for ever): the dead letter gets an empty key instead of a null one
             key = b""
         await self._send_all(dead_letter_topic(topic), [(key, value, dlq_headers)])
-
-
-def _encodable(name: str) -> str:
-    # a header name must encode as UTF-8 again on the way out, or the dead letter itself would fail
-    return name.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _headers(envelope: dict[str, Any]) -> Headers:

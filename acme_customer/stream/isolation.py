@@ -82,8 +82,19 @@ async def attempt_alone(records: Sequence[Record], attempt: Attempt, error: Base
     return Isolated(Unfinished(tuple(sorted(left, key=lambda record: position[record.origin])), reason), failed)
 
 
+async def isolate(
+    records: Sequence[Record], attempt: Attempt, error: BaseException, sink: DeadLetterSink
+) -> tuple[Unfinished | None, int]:
+    """``attempt_alone``, then dead-letter who failed alone; return what is left and how many Kafka took."""
+    isolated = await attempt_alone(records, attempt, error)
+    failed = isolated.failed_alone
+    refused = await dead_letter_all(sink, [record for record, _ in failed], [reason for _, reason in failed], 1)
+    dead_lettered = len(failed) - (len(refused.records) if refused else 0)
+    return merged(isolated.unfinished, refused, records), dead_lettered
+
+
 async def dead_letter_all(
-    publisher: DeadLetterSink, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
+    sink: DeadLetterSink, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
 ) -> Unfinished | None:
     """Dead-letter each record with its reason; return those Kafka refused.
 
@@ -92,7 +103,7 @@ async def dead_letter_all(
     """
     sent = await asyncio.gather(
         *(
-            publisher.dead_letter(record.key, record.value, record.origin, reason, attempts, record.headers)
+            sink.dead_letter(record.key, record.value, record.origin, reason, attempts, record.headers)
             for record, reason in zip(records, reasons, strict=True)
         ),
         return_exceptions=True,

@@ -30,7 +30,7 @@ from acme_customer.service_layer.project_customers import (
     project_registrations,
     registered_customer_id,
 )
-from acme_customer.stream.isolation import DeadLetterSink, attempt_alone, dead_letter_all, merged
+from acme_customer.stream.isolation import DeadLetterSink, dead_letter_all, isolate, merged
 from acme_customer.stream.records import Record
 from acme_customer.stream.register_customer import Decoder
 from acme_customer.stream.retry import Unfinished, retry_unfinished
@@ -85,12 +85,8 @@ class CustomerEventProjector:
             return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
             logger.exception("unexpected error projecting %d record(s); trying them one at a time", len(records))
-            isolated = await attempt_alone(records, self._attempt, error)
-            failed = isolated.failed_alone
-            refused = await dead_letter_all(
-                self.publisher, [record for record, _ in failed], [reason for _, reason in failed], 1
-            )
-            return merged(isolated.unfinished, refused, records)
+            left, _ = await isolate(records, self._attempt, error, self.publisher)
+            return left
 
     async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
         """An outage is waited out (nothing may be skipped); an unexplained failure is dead-lettered."""

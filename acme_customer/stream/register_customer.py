@@ -24,7 +24,7 @@ from acme_customer.domain.validation import event_type_of, parse_user_registered
 from acme_customer.errors import FailedAlone, InvalidEvent, TransientError
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher
 from acme_customer.service_layer.register_customers import Outcome, publish_registrations, register_customers
-from acme_customer.stream.isolation import DeadLetterSink, attempt_alone, dead_letter_all, merged
+from acme_customer.stream.isolation import DeadLetterSink, dead_letter_all, isolate, merged
 from acme_customer.stream.records import Record
 from acme_customer.stream.retry import Unfinished, retry_unfinished
 
@@ -89,13 +89,9 @@ class RegisterCustomerHandler:
             return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
             logger.exception("unexpected error in a batch of %d record(s); trying them one at a time", len(records))
-            isolated = await attempt_alone(records, self._attempt, error)
-            failed = [record for record, _ in isolated.failed_alone]
-            refused = await self._dead_letter_all(failed, [reason for _, reason in isolated.failed_alone], 1)
-            metrics.customer_created_total.labels(status="rejected").inc(
-                len(failed) - len(refused.records if refused else ())
-            )
-            return merged(isolated.unfinished, refused, records)
+            left, dead_lettered = await isolate(records, self._attempt, error, self.dead_letters)
+            metrics.customer_created_total.labels(status="rejected").inc(dead_lettered)
+            return left
 
     async def give_up(self, unfinished: Unfinished, attempts: int) -> Unfinished | None:
         """Dead-letter records whose retries are exhausted; return those Kafka refused too.
@@ -124,7 +120,7 @@ class RegisterCustomerHandler:
                     reasons.extend([left.error] * len(left.records))
         else:
             doomed, reasons = list(unfinished.records), [unfinished.error]
-        return await self._dead_letter_all(doomed, reasons, attempts)
+        return await dead_letter_all(self.dead_letters, doomed, reasons, attempts)
 
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
         users, unfinished = await self._accept_all(records)
@@ -217,13 +213,9 @@ class RegisterCustomerHandler:
         async def alone(records: Sequence[Record]) -> Unfinished | None:
             return await self._register([(record, users[record.origin]) for record in records], isolate=False)
 
-        isolated = await attempt_alone(in_order, alone, error)
-        failed = [record for record, _ in isolated.failed_alone]
-        refused = await self._dead_letter_all(failed, [reason for _, reason in isolated.failed_alone], 1)
-        metrics.customer_created_total.labels(status="rejected").inc(
-            len(failed) - len(refused.records if refused else ())
-        )
-        return merged(isolated.unfinished, refused, in_order)
+        left, dead_lettered = await isolate(in_order, alone, error, self.dead_letters)
+        metrics.customer_created_total.labels(status="rejected").inc(dead_lettered)
+        return left
 
     async def _create(self, users: list[UserRegistered]) -> list[Outcome]:
         started = time.perf_counter()
@@ -265,14 +257,11 @@ class RegisterCustomerHandler:
             return None
         for record, error in refused:
             logger.warning("record %s/%d@%d refused by the store: %s", *record.origin, error)
-        left = await self._dead_letter_all([record for record, _ in refused], [error for _, error in refused], 1)
+        left = await dead_letter_all(
+            self.dead_letters, [record for record, _ in refused], [error for _, error in refused], 1
+        )
         metrics.customer_created_total.labels(status="rejected").inc(len(refused) - len(left.records if left else ()))
         return left
-
-    async def _dead_letter_all(
-        self, records: Sequence[Record], reasons: Sequence[BaseException], attempts: int
-    ) -> Unfinished | None:
-        return await dead_letter_all(self.dead_letters, records, reasons, attempts)
 
     async def _dead_letter(self, record: Record, error: BaseException, attempts: int) -> None:
         """Dead-letter one record; raise the TransientError when Kafka refused it."""

@@ -64,6 +64,14 @@ class FailurePlan:
     def clear(self) -> None:
         self._injections.clear()
 
+    def answers(self, operation: str) -> bool:
+        """For a probe that never raises (``ping``): False where an error is planned for this call."""
+        try:
+            self.check(operation)
+        except Exception:
+            return False
+        return True
+
     def check(self, operation: str, *args: Any) -> None:
         """Called by the fakes at the start of each operation."""
         self.calls[operation] += 1
@@ -111,11 +119,7 @@ class FakeCustomerStore(CustomerStore):
         return uow
 
     async def ping(self) -> bool:
-        try:
-            self.failures.check("ping")
-        except Exception:
-            return False
-        return True
+        return self.failures.answers("ping")
 
     async def mark_published(self, event_ids: Sequence[UUID]) -> None:
         self.failures.check("mark_published", list(event_ids))
@@ -339,11 +343,7 @@ class FakeReadModel(ReadModel):
         self.failures = FailurePlan()
 
     async def ping(self) -> bool:
-        try:
-            self.failures.check("ping")
-        except Exception:
-            return False
-        return True
+        return self.failures.answers("ping")
 
     async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
         self.failures.check("find_one", query)

@@ -29,7 +29,7 @@ def test_the_public_unacked_set_is_the_one_wait_empty_drains() -> None:
 
 def test_forgetting_a_message_removes_it_from_what_the_consumer_waits_for() -> None:
     class Message:
-        pass
+        """Only its identity matters to the set (faust's messages are weak-referenceable objects)."""
 
     waiting, other = Message(), Message()
     consumer = SimpleNamespace(unacked=WeakSet([waiting, other]))  # faust keeps a WeakSet
