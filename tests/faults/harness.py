@@ -255,8 +255,9 @@ def crash_postgres() -> None:
     assert not component_running("postgres"), "postgres still running 30 s after SIGQUIT"
 
 
-def foreign_workers(own: set[int]) -> list[str]:
-    """Other ``faust -A acme_customer.app`` processes: they would take this run's partitions."""
+def foreign_workers(own: set[int], bootstrap: str | None = None) -> list[str]:
+    """Other ``faust -A acme_customer.app`` processes (on the Kafka at ``bootstrap``, when given; another
+    local stack's workers are not in our group): they would take this run's partitions."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in own:
@@ -266,8 +267,17 @@ def foreign_workers(own: set[int]) -> list[str]:
         except OSError:
             continue
         if "faust" in cmdline and "acme_customer.app" in cmdline and "worker" in cmdline:
+            if bootstrap is not None and f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}".encode() not in _environ(entry):
+                continue
             found.append(f"{entry.name}: {cmdline.strip()}")
     return found
+
+
+def _environ(process: Path) -> list[bytes]:
+    try:
+        return (process / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 # -- progress monitor --------------------------------------------------------------------------
@@ -379,9 +389,12 @@ class Run:
         self.produced: list[tuple[bytes, bytes]] = []
         self.valid_events: dict[str, dict[str, Any]] = {}
         self.invalid_keys: set[bytes] = set()
+        # valid events the test makes fail for good: expected in the DLQ and nowhere else
+        self.dead_on_purpose: set[str] = set()
+        self.produced_at: list[tuple[float, list[str]]] = []  # (wall time in Kafka, valid eventIds)
         self.monitor = Monitor(stack)
         deadline = time.monotonic() + 180  # another suite's worker: let it finish first
-        while (foreign := foreign_workers(set())) and time.monotonic() < deadline:
+        while (foreign := foreign_workers(set(), stack.bootstrap)) and time.monotonic() < deadline:
             time.sleep(2)
         assert not foreign, "foreign faust workers would take this run's partitions: " + "; ".join(foreign)
         self.since_customer = stack.end_offsets(CUSTOMER_EVENTS)
@@ -400,6 +413,31 @@ class Run:
     def produce(self, records: list[tuple[bytes, bytes]], partition: int | None = None) -> None:
         produce(self.stack.bootstrap, records, partition)
         self.produced.extend(records)
+        self.produced_at.append((time.time(), [e for e in map(_event_id, records) if e in self.valid_events]))
+
+    def expect(self, condition: bool, message: str) -> None:
+        """A test's own check, reported (and failed) with the invariants by check_invariants."""
+        if not condition:
+            self.failures.append(message)
+
+    def in_flight(self, at: float) -> int:
+        """Valid events already in Kafka at wall time ``at`` but first processed at ``at`` or later.
+
+        With ``at`` the moment of a kill: the kill met them unfinished. With ``at`` the end of an
+        outage or of a rebalance: they waited for it."""
+        ids = list({event_id for produced, ids in self.produced_at if produced <= at for event_id in ids})
+        if not ids:
+            return 0
+        (count,) = self.stack.sql(
+            "SELECT COUNT(*) FROM processed_events"
+            " WHERE event_id = ANY(%s::uuid[]) AND processed_at >= to_timestamp(%s)",
+            (ids, at),
+        )[0]
+        return int(count)
+
+    def valid_expected(self) -> dict[str, dict[str, Any]]:
+        """The valid events that must end processed (all but those dead-lettered on purpose)."""
+        return {e: event for e, event in self.valid_events.items() if e not in self.dead_on_purpose}
 
     # -- workers --
     def worker_env(self, backoff: str = FAST_BACKOFF, **extra: str) -> dict[str, str]:
@@ -439,6 +477,8 @@ class Run:
         return now
 
     def cleanup(self) -> None:
+        """Stop every worker (SIGTERM, 30 s) and the monitor; raise if a worker would not stop."""
+        stuck: list[str] = []
         for worker in self.workers:
             process = worker.process
             if process is None or process.poll() is not None:
@@ -448,9 +488,10 @@ class Run:
             try:
                 worker.stop(timeout=30)
             except AssertionError as error:
-                self.notes.append(str(error))
+                stuck.append(f"{error} (log {worker.log_path})")
         self.monitor.halt.set()
         self.monitor.join(timeout=5)
+        assert not stuck, "a worker would not stop: " + "; ".join(stuck)
 
     def alive_workers(self) -> list[Worker]:
         return [w for w in self.workers if w.process is not None and w.process.poll() is None]
@@ -458,7 +499,7 @@ class Run:
     # -- completion --
     def counts(self) -> tuple[int, int, int]:
         """(processed valid eventIds, customers, read-model documents)."""
-        ids = list(self.valid_events)
+        ids = list(self.valid_expected())
         (processed,) = self.stack.sql("SELECT COUNT(*) FROM processed_events WHERE event_id = ANY(%s::uuid[])", (ids,))[
             0
         ]
@@ -471,7 +512,7 @@ class Run:
             processed, customers, documents = self.counts()
         except Exception:
             return False
-        return processed == len(self.valid_events) and customers == documents
+        return processed == len(self.valid_expected()) and customers == documents
 
     def wait_complete(self, timeout: float = 90) -> float:
         """Wait until every valid eventId is processed and the read model has every customer."""
@@ -482,7 +523,7 @@ class Run:
                     self.notes.append(f"worker log: {worker.log_path}")
                 with contextlib.suppress(Exception):
                     self.notes.append(
-                        f"counts (processed, customers, documents): {self.counts()} of {len(self.valid_events)}"
+                        f"counts (processed, customers, documents): {self.counts()} of {len(self.valid_expected())}"
                     )
                 break
             time.sleep(0.25)
@@ -503,8 +544,9 @@ def check_invariants(stack: Stack, run: Run, complete_at: float | None = None) -
         if not condition:
             failures.append(message)
 
+    expected_events = run.valid_expected()
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for event in run.valid_events.values():
+    for event in expected_events.values():
         by_user[event["payload"]["userId"]].append(event)
     user_ids = list(by_user)
 
@@ -562,14 +604,16 @@ def check_invariants(stack: Stack, run: Run, complete_at: float | None = None) -
             (list(run.valid_events),),
         )
     )
-    unprocessed = [e for e in run.valid_events if e not in processed]
+    unprocessed = [e for e in expected_events if e not in processed]
     expect(not unprocessed, f"{len(unprocessed)} valid eventId(s) not in processed_events")
     wrong = [
         e
-        for e, ev in run.valid_events.items()
+        for e, ev in expected_events.items()
         if e in processed and processed[e] != customer_of_user.get(ev["payload"]["userId"])
     ]
     expect(not wrong, f"{len(wrong)} processed eventId(s) linked to another customer")
+    processed_on_purpose = run.dead_on_purpose & processed.keys()
+    expect(not processed_on_purpose, f"{len(processed_on_purpose)} event(s) failing for good were processed")
     # 4. one read-model document per customer, with matching fields
     documents = {doc["_id"]: doc for doc in stack.mongo().find({})}
     expect(len(documents) == len(customers), f"{len(documents)} document(s) for {len(customers)} customer(s)")
@@ -601,25 +645,29 @@ def check_invariants(stack: Stack, run: Run, complete_at: float | None = None) -
     expect(not lost, f"{len(lost)} stored CustomerRegistered event(s) never reached customer.events")
     differing = [v["eventId"] for v in ours if v != stored[v["eventId"]]]
     expect(not differing, f"{len(differing)} published envelope(s) differ from the event store")
-    causes = {e for e in run.valid_events}
-    uncaused = [v["eventId"] for v in ours if v.get("causationId") not in causes]
-    if foreign == 0:
-        expect(not uncaused, f"{len(uncaused)} published event(s) not caused by this run's input")
+    # a backlog's customers (users outside this run) are published too; every other event has our cause
+    foreign_customers = {row[0] for row in customers if row[1] not in by_user}
+    uncaused = [
+        v["eventId"]
+        for v in ours
+        if v.get("aggregateId") not in foreign_customers and v.get("causationId") not in run.valid_events
+    ]
+    expect(not uncaused, f"{len(uncaused)} published event(s) not caused by this run's input")
     duplicates = len(ours) - len({v["eventId"] for v in ours})
     # 6. every rejected input in the DLQ; no valid input in the DLQ
-    valid_keys = {event["payload"]["userId"].encode() for event in run.valid_events.values()}
+    valid_keys = {event["payload"]["userId"].encode() for event in expected_events.values()}
+    due = run.invalid_keys | {run.valid_events[e]["payload"]["userId"].encode() for e in run.dead_on_purpose}
 
     def all_dead_lettered(found: list[Any]) -> bool:
-        return run.invalid_keys <= {record.key for record in found}
+        return due <= {record.key for record in found}
 
     dead = read_topic(stack, DLQ, run.since_dlq, all_dead_lettered, timeout=20)
     dead_keys = [record.key for record in dead]
-    not_in_dlq = run.invalid_keys - set(dead_keys)
-    expect(not not_in_dlq, f"{len(not_in_dlq)} invalid record(s) missing from the DLQ")
-    dlq_count = sum(1 for key in dead_keys if key in run.invalid_keys or key in valid_keys)
+    not_in_dlq = due - set(dead_keys)
+    expect(not not_in_dlq, f"{len(not_in_dlq)} rejected or failing record(s) missing from the DLQ")
+    dlq_count = sum(1 for key in dead_keys if key in due or key in valid_keys)
     valid_in_dlq = sum(1 for key in dead_keys if key in valid_keys)
-    if valid_in_dlq:
-        run.notes.append(f"{valid_in_dlq} valid record(s) dead-lettered (replayable; customers checked above)")
+    expect(not valid_in_dlq, f"{valid_in_dlq} valid record(s) dead-lettered")
 
     recoveries = [run.monitor.recovery(t, metric, complete_at, base) for t, metric, base in run.fault_ends]
     if len(recoveries) > 1:
@@ -642,6 +690,15 @@ def check_invariants(stack: Stack, run: Run, complete_at: float | None = None) -
     append_result(report)
     assert not failures, "invariants failed:\n" + "\n".join(failures)
     return report
+
+
+def _event_id(record: tuple[bytes, bytes]) -> str | None:
+    try:
+        value = json.loads(record[1])
+    except ValueError:
+        return None
+    event_id = value.get("eventId") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) else None
 
 
 def _gaps(sequences: list[int]) -> str:
