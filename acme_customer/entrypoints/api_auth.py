@@ -86,16 +86,12 @@ class TokenFile:
     every caller out, and revoking a token is done by writing a valid file without it.
     """
 
-    def __init__(
-        self,
-        path: str,
-        tokens: tuple[str, ...],
-        read: Callable[[str], tuple[str, ...]] = read_api_tokens_file,
-    ) -> None:
+    def __init__(self, path: str, read: Callable[[str], tuple[str, ...]] = read_api_tokens_file) -> None:
         self.path = path
-        self._tokens = tokens
         self._read = read
+        # the version before the content: a change in between is seen at the next check
         self._version = _file_version(path)
+        self._tokens = read(path)  # ConfigError here stops the worker, as at configuration
 
     def current(self) -> tuple[str, ...]:
         version = _file_version(self.path)
@@ -123,7 +119,7 @@ class ApiAccess:
     @classmethod
     def of(cls, settings: Settings) -> ApiAccess:
         if settings.api_tokens_file:
-            return cls(TokenFile(settings.api_tokens_file, settings.api_tokens))
+            return cls(TokenFile(settings.api_tokens_file))
         return cls(FixedTokens(settings.api_tokens) if settings.api_tokens else None)
 
     @property

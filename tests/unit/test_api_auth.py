@@ -19,6 +19,7 @@ from acme_customer.entrypoints.api_auth import (
     bearer_token,
     matches_any,
 )
+from acme_customer.errors import ConfigError
 
 OLD = "old-token-0123456789abcdef"
 NEW = "new-token-fedcba9876543210"
@@ -144,7 +145,7 @@ def _replace(path: Path, content: str) -> None:
 
 
 def _file_access(path: Path) -> ApiAccess:
-    return ApiAccess(TokenFile(str(path), read_api_tokens_file(str(path))))
+    return ApiAccess(TokenFile(str(path)))
 
 
 def test_a_rotation_in_the_tokens_file_takes_effect_without_a_restart(tmp_path: Path) -> None:
@@ -181,15 +182,15 @@ def test_an_unchanged_file_is_not_read_again(tmp_path: Path) -> None:
         reads.append(name)
         return read_api_tokens_file(name)
 
-    tokens = TokenFile(str(path), (OLD,), read=read)
+    tokens = TokenFile(str(path), read=read)
     for _ in range(3):
         assert tokens.current() == (OLD,)
-    assert reads == []
+    assert reads == [str(path)]  # once, at start
 
     path.write_text(f"{OLD}\n{NEW}\n")
     assert tokens.current() == (OLD, NEW)
     assert tokens.current() == (OLD, NEW)
-    assert reads == [str(path)]
+    assert reads == [str(path)] * 2
 
 
 def test_a_broken_or_missing_file_keeps_the_tokens_read_before_and_says_why_without_a_token(
@@ -212,6 +213,16 @@ def test_a_broken_or_missing_file_keeps_the_tokens_read_before_and_says_why_with
     ]
     logged = "\n".join(entry.getMessage() for entry in caplog.records)
     assert OLD not in logged and NEW not in logged and NEWEST[:5] not in logged
+
+
+def test_a_file_invalid_at_start_stops_the_worker_like_a_bad_setting(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("too-short\n")
+
+    with pytest.raises(ConfigError) as caught:
+        TokenFile(str(path))
+
+    assert str(caught.value) == "API_TOKENS_FILE: line 1 is shorter than 16 characters"
 
 
 def test_a_file_that_comes_back_is_read_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
