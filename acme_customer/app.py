@@ -32,8 +32,11 @@ from acme_customer.adapters.kafka import (
     USER_EVENTS_DLQ,
 )
 from acme_customer.bootstrap import Container, kafka_reachable
+from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.entrypoints import web_server
+from acme_customer.entrypoints.api_auth import API_DISABLED
 from acme_customer.entrypoints.faust_internals import clear_when_flow_stops, forget_unacked
+from acme_customer.entrypoints.web import guarded, requires_token
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.observability import configure_logging, configure_tracing
 from acme_customer.stream.lanes import Delivery, PartitionLanes
@@ -46,9 +49,6 @@ tracer = trace.get_tracer("acme_customer")
 logger = logging.getLogger(__name__)
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
-# Faust's own monitor in Prometheus form (customer_service_* series) beside the story's metrics: this
-# registers the one /metrics view, which serves the default registry, where both live
-setup_prometheus_sensors(app)
 
 
 @app.on_configured.connect  # type: ignore[arg-type]  # faust's stub omits the conf positional it sends
@@ -60,6 +60,11 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
         print(f"acme-customer: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
+    if not container.api_access.enabled:
+        logger.warning(API_DISABLED)
+    else:
+        source = "API_TOKENS_FILE, re-read on change" if settings.api_tokens_file else "API_TOKENS"
+        logger.info("read API: bearer token required, %d token(s) from %s", len(settings.api_tokens), source)
     conf.broker = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
     conf.broker_credentials = _credentials(settings)
     conf.web = web_server.SCHEME  # Faust's aiohttp server; a port in use is one line, not a traceback
@@ -243,13 +248,21 @@ async def measure_consumer_lag() -> None:
 # -- web views --------------------------------------------------------------------------------
 
 
+# Faust's own monitor in Prometheus form (customer_service_* series) beside the story's metrics: this
+# registers the one /metrics view, which serves the default registry, where both live. (Like any
+# app.page, it reads app.conf, so it comes after the on_configured hook above is connected.)
+setup_prometheus_sensors(app)
+
+
 @app.page("/health")
+@guarded
 async def health(self: View, request: Request) -> Response:
     """Liveness: the process answers."""
     return self.json({"status": "UP"})
 
 
 @app.page("/ready")
+@guarded
 async def ready(self: View, request: Request) -> Response:
     """Readiness: PostgreSQL, MongoDB and Kafka reachable."""
     if not container.started:
@@ -296,7 +309,10 @@ def _uuid(text: str) -> str | None:
         return None
 
 
+# the customer API: a bearer token first, so a caller without one learns nothing, not even "starting"
 @app.page("/api/v1/customers/{customer_id}")
+@guarded
+@requires_token(lambda: container.api_access)
 async def customer_by_id(self: View, request: Request, customer_id: str) -> Response:
     """One customer of the read model by customerId."""
     canonical = _uuid(customer_id)
@@ -306,11 +322,17 @@ async def customer_by_id(self: View, request: Request, customer_id: str) -> Resp
 
 
 @app.page("/api/v1/customers")
+@guarded
+@requires_token(lambda: container.api_access)
 async def customer_search(self: View, request: Request) -> Response:
     """One customer of the read model by ``customerNumber`` or ``userId``."""
     number = request.query.get("customerNumber")
     user_id = request.query.get("userId")
     if number:
+        try:
+            CustomerNumber.parse(number)
+        except ValueError:
+            return self.json({"error": "customerNumber must be ACME-YYYYMM-NNNNNN"}, status=400)
         return await _lookup(self, {"customerNumber": number})
     if user_id:
         canonical = _uuid(user_id)
