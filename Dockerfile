@@ -3,7 +3,8 @@
 #
 #   docker build -t acme/customer-service:local .
 #   docker run --rm -p 6066:6066 -e KAFKA_BOOTSTRAP_SERVERS=... -e DATABASE_URL=... \
-#              -e MONGODB_URI=... acme/customer-service:local
+#              -e MONGODB_URI=... -e API_TOKENS=... acme/customer-service:local
+# (without API_TOKENS or API_TOKENS_FILE the customer API answers 503: it is never open)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,11 +17,13 @@ from typing import Any
 from uuid import UUID
 
 import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from opentelemetry import trace
 from opentelemetry.propagate import extract
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from acme_customer import observability as metrics
+from acme_customer.adapters.consumer_lag import GroupOffsets, lag_of
 from acme_customer.adapters.kafka import (
     CUSTOMER_EVENTS,
     CUSTOMER_EVENTS_DLQ,
@@ -29,15 +32,21 @@ from acme_customer.adapters.kafka import (
     USER_EVENTS_DLQ,
 )
 from acme_customer.bootstrap import Container, kafka_reachable
+from acme_customer.domain.customer_number import CustomerNumber
+from acme_customer.entrypoints import web_server
+from acme_customer.entrypoints.api_auth import API_DISABLED
 from acme_customer.entrypoints.faust_internals import clear_when_flow_stops, forget_unacked
+from acme_customer.entrypoints.web import guarded, requires_token
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.observability import configure_logging, configure_tracing
 from acme_customer.stream.lanes import Delivery, PartitionLanes
 from acme_customer.stream.records import Record, record_of
 
 APP_ID = "customer-service"
+LAG_INTERVAL_S = 5.0  # how often consumer_lag_records is measured
 container = Container()
 tracer = trace.get_tracer("acme_customer")
+logger = logging.getLogger(__name__)
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
 
@@ -51,11 +60,20 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
         print(f"acme-customer: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
+    if not container.api_access.enabled:
+        logger.warning(API_DISABLED)
+    else:
+        source = "API_TOKENS_FILE, re-read on change" if settings.api_tokens_file else "API_TOKENS"
+        logger.info("read API: bearer token required, %d token(s) from %s", len(settings.api_tokens), source)
     conf.broker = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
     conf.broker_credentials = _credentials(settings)
-    conf.web_port = settings.web_port
+    conf.web = web_server.SCHEME  # Faust's aiohttp server; a port in use is one line, not a traceback
+    conf.web_port = settings.web_port  # `faust worker --web-port N` overrides it, after this hook
     conf.web_bind = settings.web_host
     conf.web_host = settings.web_host
+    # Faust's views for operators: / (sensor statistics), /assignment/, /performance/ (docs/operations.md)
+    conf.web_stats_enabled = True
+    conf.web_metrics_enabled = True
     conf.store = "memory://"
     conf.consumer_auto_offset_reset = "earliest"
     conf.topic_allow_declare = True
@@ -111,6 +129,7 @@ class Resources(faust.Service):
             await topic.maybe_declare()
 
     async def on_stop(self) -> None:
+        await group_offsets.close()
         await container.stop()
 
 
@@ -188,16 +207,62 @@ async def project_customer(stream: Any) -> None:
         del events  # a released record must not stay referenced here
 
 
+# -- consumer lag ------------------------------------------------------------------------------
+
+
+class _LazyGroupOffsets:
+    """The group's committed offsets, asked with the worker's own settings once it has them."""
+
+    def __init__(self) -> None:
+        self._offsets: GroupOffsets | None = None
+
+    async def committed(self, partitions: Sequence[Any]) -> dict[Any, int | None]:
+        if self._offsets is None:
+            settings = container.services.settings
+            self._offsets = GroupOffsets(settings.kafka_bootstrap_servers, APP_ID, settings.kafka_security)
+        return await self._offsets.committed(partitions)
+
+    async def close(self) -> None:
+        if self._offsets is not None:
+            await self._offsets.close()
+
+
+group_offsets = _LazyGroupOffsets()
+
+
+@app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+async def measure_consumer_lag() -> None:
+    """consumer_lag_records{topic,partition} for the input partitions this worker holds."""
+    if not container.started:
+        return
+    held = [tp for tp in app.consumer.assignment() if tp.topic in (USER_EVENTS, CUSTOMER_EVENTS)]
+    try:
+        ends = await app.consumer.highwaters(*held) if held else {}
+        committed = await group_offsets.committed(held)
+    except Exception as error:  # Kafka away: the last figures stay, the next tick tries again
+        logger.warning("consumer lag not measured: %s: %s", type(error).__name__, error)
+        return
+    metrics.set_consumer_lag(lag_of({(tp.topic, tp.partition): end for tp, end in ends.items()}, committed))
+
+
 # -- web views --------------------------------------------------------------------------------
 
 
+# Faust's own monitor in Prometheus form (customer_service_* series) beside the story's metrics: this
+# registers the one /metrics view, which serves the default registry, where both live. (Like any
+# app.page, it reads app.conf, so it comes after the on_configured hook above is connected.)
+setup_prometheus_sensors(app)
+
+
 @app.page("/health")
+@guarded
 async def health(self: View, request: Request) -> Response:
     """Liveness: the process answers."""
     return self.json({"status": "UP"})
 
 
 @app.page("/ready")
+@guarded
 async def ready(self: View, request: Request) -> Response:
     """Readiness: PostgreSQL, MongoDB and Kafka reachable."""
     if not container.started:
@@ -217,12 +282,6 @@ async def ready(self: View, request: Request) -> Response:
         },
         status=200 if healthy else 503,
     )
-
-
-@app.page("/metrics")
-async def metrics(self: View, request: Request) -> Response:
-    """Prometheus text format."""
-    return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
 def _customer_response(document: dict[str, Any]) -> dict[str, Any]:
@@ -250,7 +309,10 @@ def _uuid(text: str) -> str | None:
         return None
 
 
+# the customer API: a bearer token first, so a caller without one learns nothing, not even "starting"
 @app.page("/api/v1/customers/{customer_id}")
+@guarded
+@requires_token(lambda: container.api_access)
 async def customer_by_id(self: View, request: Request, customer_id: str) -> Response:
     """One customer of the read model by customerId."""
     canonical = _uuid(customer_id)
@@ -260,11 +322,17 @@ async def customer_by_id(self: View, request: Request, customer_id: str) -> Resp
 
 
 @app.page("/api/v1/customers")
+@guarded
+@requires_token(lambda: container.api_access)
 async def customer_search(self: View, request: Request) -> Response:
     """One customer of the read model by ``customerNumber`` or ``userId``."""
     number = request.query.get("customerNumber")
     user_id = request.query.get("userId")
     if number:
+        try:
+            CustomerNumber.parse(number)
+        except ValueError:
+            return self.json({"error": "customerNumber must be ACME-YYYYMM-NNNNNN"}, status=400)
         return await _lookup(self, {"customerNumber": number})
     if user_id:
         canonical = _uuid(user_id)

@@ -24,6 +24,7 @@ from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, registration_pages
 from acme_customer.config import Settings
+from acme_customer.entrypoints.api_auth import ApiAccess
 from acme_customer.service_layer.ports import CustomerStore
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel
 from acme_customer.stream.project_customer import CustomerEventProjector
@@ -130,12 +131,20 @@ class Container:
 
     def __init__(self) -> None:
         self.settings: Settings | None = None
+        self._api_access: ApiAccess | None = None
         self._services: Services | None = None
         self._started = asyncio.Event()
 
     def configure(self, env: Mapping[str, str] | None = None) -> Settings:
         self.settings = Settings.from_env(os.environ if env is None else env)
+        self._api_access = ApiAccess.of(self.settings)
         return self.settings
+
+    @property
+    def api_access(self) -> ApiAccess:
+        """Who may read the customer API; known from configuration on, before the stores open."""
+        assert self._api_access is not None, "the container is not configured"
+        return self._api_access
 
     @property
     def services(self) -> Services:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from acme_customer.errors import ConfigError
 
 DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0)  # AC-0002-03-09
+MIN_API_TOKEN_LENGTH = 16
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -58,6 +59,46 @@ def _backoff(env: Mapping[str, str]) -> tuple[float, ...]:
     return delays
 
 
+def _api_tokens(tokens: Iterable[tuple[str, str]], name: str) -> tuple[str, ...]:
+    """Check each ``(where, token)``; a bad one is reported by its place, never by its value."""
+    checked = []
+    for where, token in tokens:
+        if not token:
+            raise ConfigError(f"{name}: {where} is empty")
+        if any(not "!" <= character <= "~" for character in token):
+            raise ConfigError(f"{name}: {where} holds whitespace or a character that is not printable ASCII")
+        if len(token) < MIN_API_TOKEN_LENGTH:
+            raise ConfigError(f"{name}: {where} is shorter than {MIN_API_TOKEN_LENGTH} characters")
+        checked.append(token)
+    if not checked:
+        raise ConfigError(f"{name} holds no token")
+    return tuple(checked)
+
+
+def parse_api_tokens(text: str, name: str = "API_TOKENS") -> tuple[str, ...]:
+    """The bearer tokens of a comma-separated list (spaces around the commas are ignored)."""
+    parts = [part.strip() for part in text.split(",")]
+    return _api_tokens(((f"token {number} of {len(parts)}", part) for number, part in enumerate(parts, 1)), name)
+
+
+def parse_api_tokens_file(text: str, name: str = "API_TOKENS_FILE") -> tuple[str, ...]:
+    """The bearer tokens of a file: one per line; blank lines and ``#`` comments are ignored."""
+    lines = [(f"line {number}", line.strip()) for number, line in enumerate(text.splitlines(), 1)]
+    return _api_tokens(((where, line) for where, line in lines if line and not line.startswith("#")), name)
+
+
+def read_api_tokens_file(path: str, name: str = "API_TOKENS_FILE") -> tuple[str, ...]:
+    """Read and check the tokens file; any problem is one ConfigError naming the variable and the path."""
+    try:
+        with open(path, "rb") as tokens_file:
+            text = tokens_file.read().decode("utf-8")
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read {path} ({error.strerror or type(error).__name__})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: {path} is not UTF-8 text") from None
+    return parse_api_tokens_file(text, name)
+
+
 @dataclass(frozen=True)
 class KafkaSecurity:
     """TLS/SASL settings passed through to the Kafka client (all optional)."""
@@ -85,6 +126,10 @@ class Settings:
     batch_within_seconds: float = 0.05
     retry_backoff: tuple[float, ...] = DEFAULT_BACKOFF
     kafka_security: KafkaSecurity = KafkaSecurity()
+    # the read API's bearer tokens (from API_TOKENS, or as API_TOKENS_FILE held them at start);
+    # none: the API is disabled. Never in a repr: settings may end up in a log line.
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    api_tokens_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -116,6 +161,14 @@ class Settings:
             raise ConfigError(
                 f"KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got {protocol!r}"
             )
+        api_tokens_text = env.get("API_TOKENS", "").strip()
+        api_tokens_file = env.get("API_TOKENS_FILE", "").strip() or None
+        if api_tokens_text and api_tokens_file:
+            raise ConfigError("API_TOKENS and API_TOKENS_FILE are both set; set one of them")
+        if api_tokens_file:
+            api_tokens = read_api_tokens_file(api_tokens_file)
+        else:
+            api_tokens = parse_api_tokens(api_tokens_text) if api_tokens_text else ()
         return cls(
             kafka_bootstrap_servers=bootstrap,
             database_url=database_url,
@@ -137,4 +190,6 @@ class Settings:
                 sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
                 ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
             ),
+            api_tokens=api_tokens,
+            api_tokens_file=api_tokens_file,
         )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from acme_customer.errors import ConfigError
 
 customer_created_total = Counter(
     "customer_created_total",
-    "UserRegistered events handled, by outcome (created, duplicate, rejected)",
+    "UserRegistered events handled, by outcome (created, duplicate, rejected; failed: dead-lettered after the retries)",
     ["status"],
 )
 customer_creation_duration_seconds = Histogram(
@@ -44,6 +44,19 @@ dead_lettered_total = Counter(
 processing_attempts_total = Counter(
     "processing_attempts_total", "Attempts to process a batch, by outcome (ok, retry, exhausted)", ["agent", "outcome"]
 )
+consumer_lag_records = Gauge(
+    "consumer_lag_records",
+    "Records on an input partition this worker holds that the group has not committed (end - committed)",
+    ["topic", "partition"],
+)
+
+
+def set_consumer_lag(lags: Mapping[tuple[str, int], int]) -> None:
+    """The lag of the partitions this worker holds now; partitions it gave up are no longer reported."""
+    consumer_lag_records.clear()
+    for (topic, partition), lag in lags.items():
+        consumer_lag_records.labels(topic=topic, partition=str(partition)).set(lag)
+
 
 # The identity service's event types this service knows of; any other value is "other", so a
 # producer sending garbage types cannot grow a time series per distinct string.

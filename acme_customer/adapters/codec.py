@@ -9,8 +9,10 @@ are cached, so a warm codec never calls the registry per message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,6 +33,8 @@ MAX_VALUE_BYTES = 1024 * 1024
 AVRO_MAGIC = 0
 JSON = "json"
 AVRO = "avro"
+# workers started together race to register the schema; the losers look again after these waits
+REGISTER_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 
 def encode_json(document: dict[str, Any]) -> bytes:
@@ -60,6 +64,14 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(
         parts._replace(netloc=parts.hostname or "" if parts.port is None else f"{parts.hostname}:{parts.port}")
     )
+
+
+def _answer(error: Exception | None) -> str:
+    """What the registry answered (status and message), or what kept us from asking it."""
+    if isinstance(error, ClientError):
+        status = f"HTTP {error.http_code}: " if error.http_code else ""
+        return f"{status}{error.message}"[:500]
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 def _plain(value: Any) -> Any:
@@ -97,25 +109,59 @@ class TopicCodec:
     def subject(self) -> str:
         return f"{self.topic}-value"  # TopicNameStrategy
 
-    async def register(self) -> int:
-        """Register this topic's schema (BACKWARD compatibility) and remember its id; fail clearly."""
+    async def register(
+        self,
+        delays: Sequence[float] = REGISTER_RETRY_DELAYS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> int:
+        """Register this topic's schema (BACKWARD compatibility) and remember its id; fail clearly.
+
+        Safe for workers started together on an empty registry: when one is refused, but what it
+        asked for is what the registry now holds (another worker got there first), that is success.
+        Any other failure is tried again after each of ``delays``, then reported with the
+        registry's own answer.
+        """
         assert self.client is not None
         schema = AvroSchema(load_schema(self.schema_name))
+        failure: Exception | None = None
+        for delay in (*delays, None):
+            try:
+                self.schema_id = await self._register_once(schema)
+                return self.schema_id
+            except (httpx.HTTPError, ClientError, ValueError) as error:
+                failure = error
+            settled = await self._registered_as_asked(schema)
+            if settled is not None:
+                self.schema_id = settled
+                return settled
+            if delay is not None:
+                await sleep(delay)
+        raise RegistryUnavailable(
+            f"schema registry at {_without_credentials(self.client.url_manager.base_url)} failed at start"
+            f" ({len(delays) + 1} attempts): {_answer(failure)}"
+        )
+
+    async def _register_once(self, schema: AvroSchema) -> int:
+        assert self.client is not None
+        await self.client.update_compatibility("BACKWARD", self.subject)
+        if not await self.client.test_compatibility(self.subject, schema):
+            raise ConfigError(
+                f"the registry refuses {self.schema_name} for {self.subject}: "
+                "not BACKWARD compatible with the registered versions"
+            )
+        return int(await self.client.register(self.subject, schema))
+
+    async def _registered_as_asked(self, schema: AvroSchema) -> int | None:
+        """The schema's id when the subject holds it with BACKWARD compatibility; otherwise None."""
+        assert self.client is not None
         try:
-            await self.client.update_compatibility("BACKWARD", self.subject)
-            compatible = await self.client.test_compatibility(self.subject, schema)
-            if not compatible:
-                raise ConfigError(
-                    f"the registry refuses {self.schema_name} for {self.subject}: "
-                    "not BACKWARD compatible with the registered versions"
-                )
-            self.schema_id = await self.client.register(self.subject, schema)
-        except (httpx.HTTPError, ClientError, ValueError) as error:
-            raise RegistryUnavailable(
-                f"schema registry at {_without_credentials(self.client.url_manager.base_url)} failed at start: "
-                f"{type(error).__name__}"
-            ) from error
-        return self.schema_id
+            version = await self.client.check_version(self.subject, schema)
+            compatibility = await self.client.get_compatibility(self.subject)
+        except (httpx.HTTPError, ClientError, ValueError):
+            return None
+        if version is None or version.schema_id is None or str(compatibility).upper() != "BACKWARD":
+            return None
+        return int(version.schema_id)
 
     async def decode(self, value: bytes | None) -> Any:
         """The decoded document; InvalidEvent for bad input, RegistryUnavailable when it may work later."""

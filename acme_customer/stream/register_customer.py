@@ -120,7 +120,12 @@ class RegisterCustomerHandler:
                     reasons.extend([left.error] * len(left.records))
         else:
             doomed, reasons = list(unfinished.records), [unfinished.error]
-        return await dead_letter_all(self.dead_letters, doomed, reasons, attempts)
+        refused = await dead_letter_all(self.dead_letters, doomed, reasons, attempts)
+        # dead-lettered after the retries ran out: not the record's fault, as far as anyone knows
+        metrics.customer_created_total.labels(status="failed").inc(
+            len(doomed) - len(refused.records if refused else ())
+        )
+        return refused
 
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
         users, unfinished = await self._accept_all(records)

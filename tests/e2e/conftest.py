@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +38,10 @@ from acme_customer.adapters.topics import ensure_topics, read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
+
+# the session worker's read-API tokens: two at once, as during a rotation
+API_TOKENS = ("e2e-old-token-0123456789abcdef", "e2e-new-token-fedcba9876543210")
+API_TOKEN = API_TOKENS[0]
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
@@ -58,12 +62,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def http_json(url: str) -> tuple[int, Any]:
+def http_get(url: str, token: str | None = None) -> tuple[int, Mapping[str, str], bytes]:
+    """Status, headers and body of a GET (with ``Authorization: Bearer <token>`` when given)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.loads(response.read() or b"null")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        return error.code, error.headers, error.read()
+
+
+def http_json(url: str, token: str | None = None) -> tuple[int, Any]:
+    status, _, body = http_get(url, token)
+    return status, json.loads(body or b"null")
 
 
 def http_text(url: str) -> str:
@@ -211,8 +222,10 @@ def stack(database_url: str, mongodb_uri: str, kafka_bootstrap: str) -> Iterator
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(f"CREATE DATABASE {database}")
     asyncio.run(ensure_topics(kafka_bootstrap))
+    # no read-API token unless a test gives one: the process environment must not decide
+    inherited = {name: value for name, value in os.environ.items() if name not in ("API_TOKENS", "API_TOKENS_FILE")}
     env = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": _with_database(database_url, database),
         "MONGODB_URI": mongodb_uri,
         "MONGODB_DATABASE": f"customer_e2e_{suffix}",
@@ -231,7 +244,8 @@ def stack(database_url: str, mongodb_uri: str, kafka_bootstrap: str) -> Iterator
 def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     log_dir = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack")) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    running = Worker(env=stack.env, log_path=log_dir / "e2e-worker.log").start()
+    env = {**stack.env, "API_TOKENS": ",".join(API_TOKENS)}
+    running = Worker(env=env, log_path=log_dir / "e2e-worker.log").start()
     running.wait_ready()
     yield running
     running.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ def _group_state(bootstrap: str) -> tuple[str, int]:
 
 def test_worker_joins_the_group_serves_health_and_stops_cleanly_on_sigterm(stack: Stack) -> None:
     log = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack")) / "logs" / "e2e-lifecycle-worker.log"
-    worker = Worker(env=stack.env, log_path=log).start()
+    log_start = log.stat().st_size if log.exists() else 0
+    worker = Worker(env=stack.env, log_path=log).start()  # stack.env: no API_TOKENS, no API_TOKENS_FILE
     try:
         ready = worker.wait_ready()
         assert ready["checks"] == {"postgresql": "UP", "mongodb": "UP", "kafka": "UP"}
@@ -43,9 +45,19 @@ def test_worker_joins_the_group_serves_health_and_stops_cleanly_on_sigterm(stack
         assert state == "Stable"
         assert members >= 1
         assert http_json(f"{worker.url}/health") == (200, {"status": "UP"})
+        # without a token configured the read API is disabled, never open
+        disabled = (503, {"error": "read API disabled: set API_TOKENS or API_TOKENS_FILE"})
+        for route in (f"/api/v1/customers/{uuid.uuid4()}", "/api/v1/customers?customerNumber=ACME-202601-000001"):
+            assert http_json(f"{worker.url}{route}") == disabled
+            assert http_json(f"{worker.url}{route}", "any-token-0123456789abcdef") == disabled
     finally:
         exit_code = worker.stop(timeout=30)
     assert exit_code == 0
+    with log.open("rb") as lines:
+        lines.seek(log_start)
+        warnings = [line for line in lines.read().decode(errors="replace").splitlines() if "read API" in line]
+    assert len(warnings) == 1
+    assert warnings[0].endswith("[WARNING] acme_customer.app: read API disabled: set API_TOKENS or API_TOKENS_FILE")
 
 
 def test_a_malformed_setting_stops_the_worker_with_one_clear_line(stack: Stack, tmp_path: Path) -> None:

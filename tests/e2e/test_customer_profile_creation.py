@@ -13,7 +13,16 @@ import pytest
 
 from acme_customer.adapters.topics import read_topic
 from acme_customer.domain.clock import parse_rfc3339
-from tests.e2e.conftest import Stack, Worker, as_record, http_json, http_text, user_registered, wait_for
+from tests.e2e.conftest import (
+    API_TOKEN,
+    Stack,
+    Worker,
+    as_record,
+    http_json,
+    http_text,
+    user_registered,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -168,16 +177,17 @@ def test_the_customer_api_serves_the_read_model_by_id_number_and_user(stack: Sta
     user_id = event["payload"]["userId"]
     stack.produce([as_record(event)])
     document = wait_for(lambda: stack.mongo().find_one({"userId": user_id}), 10, "the read-model document")
-    by_id = http_json(f"{worker.url}/api/v1/customers/{document['_id']}")
+    api = f"{worker.url}/api/v1/customers"
+    by_id = http_json(f"{api}/{document['_id']}", API_TOKEN)
     assert by_id[0] == 200
     assert by_id[1]["customerId"] == document["_id"]
     assert by_id[1]["name"] == {"firstName": "Ana", "lastName": "Souza", "displayName": "Ana Souza"}
     assert "_version" not in by_id[1] and "_id" not in by_id[1]
-    assert http_json(f"{worker.url}/api/v1/customers?customerNumber={document['customerNumber']}") == by_id
-    assert http_json(f"{worker.url}/api/v1/customers?userId={user_id}") == by_id
-    assert http_json(f"{worker.url}/api/v1/customers/{uuid.uuid4()}")[0] == 404
-    assert http_json(f"{worker.url}/api/v1/customers/not-a-uuid")[0] == 400
-    assert http_json(f"{worker.url}/api/v1/customers")[0] == 400
+    assert http_json(f"{api}?customerNumber={document['customerNumber']}", API_TOKEN) == by_id
+    assert http_json(f"{api}?userId={user_id}", API_TOKEN) == by_id
+    assert http_json(f"{api}/{uuid.uuid4()}", API_TOKEN)[0] == 404
+    assert http_json(f"{api}/not-a-uuid", API_TOKEN)[0] == 400
+    assert http_json(api, API_TOKEN)[0] == 400
 
 
 def test_metrics_carry_the_story_names_and_no_personal_data(stack: Stack, worker: Worker) -> None:

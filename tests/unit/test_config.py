@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from acme_customer.config import Settings
@@ -83,6 +85,7 @@ def test_defaults_apply_when_only_the_required_settings_are_given() -> None:
     assert settings.log_level == "INFO"
     assert settings.schema_registry_url == "http://localhost:8081/apis/ccompat/v7"
     assert settings.kafka_security.protocol == "PLAINTEXT"
+    assert (settings.api_tokens, settings.api_tokens_file) == ((), None)  # the read API is disabled
 
 
 def test_ac09_default_retry_backoff_is_1_2_4_8_16_seconds() -> None:
@@ -100,7 +103,18 @@ def test_required_settings_are_kept_as_given() -> None:
     assert settings.mongodb_uri == "mongodb://localhost:27017"
 
 
-@pytest.mark.parametrize("name", ["WEB_PORT", "MONGODB_DATABASE", "EVENT_FORMAT", "LOG_LEVEL", "RETRY_BACKOFF_SECONDS"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "WEB_PORT",
+        "MONGODB_DATABASE",
+        "EVENT_FORMAT",
+        "LOG_LEVEL",
+        "RETRY_BACKOFF_SECONDS",
+        "API_TOKENS",
+        "API_TOKENS_FILE",
+    ],
+)
 def test_an_empty_optional_setting_means_its_default(name: str) -> None:
     assert Settings.from_env(env(**{name: ""})) == Settings.from_env(REQUIRED)
 
@@ -256,3 +270,100 @@ def test_out_of_range_or_non_finite_values_stop_start_up(name: str, value: str) 
     text = config_error(env(**{name: value}))
 
     assert text.startswith(name)
+
+
+# --- the read API's bearer tokens -------------------------------------------------------------
+
+OLD_TOKEN = "old-token-0123456789abcdef"
+NEW_TOKEN = "new-token-fedcba9876543210"
+
+
+def test_api_tokens_are_a_comma_separated_list_so_two_can_be_valid_during_a_rotation() -> None:
+    settings = Settings.from_env(env(API_TOKENS=f" {OLD_TOKEN} , {NEW_TOKEN}"))
+
+    assert settings.api_tokens == (OLD_TOKEN, NEW_TOKEN)
+    assert settings.api_tokens_file is None
+
+
+def test_api_tokens_file_holds_one_token_a_line_without_blank_lines_and_comments(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_bytes(f"# rotated 2026-12-01\r\n{OLD_TOKEN}\r\n\r\n   \n  {NEW_TOKEN}  \n# end\n".encode())
+
+    settings = Settings.from_env(env(API_TOKENS_FILE=str(tokens_file)))
+
+    assert settings.api_tokens == (OLD_TOKEN, NEW_TOKEN)
+    assert settings.api_tokens_file == str(tokens_file)
+
+
+def test_api_tokens_and_api_tokens_file_together_stop_start_up(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(NEW_TOKEN)
+
+    assert config_error(env(API_TOKENS=OLD_TOKEN, API_TOKENS_FILE=str(tokens_file))) == (
+        "API_TOKENS and API_TOKENS_FILE are both set; set one of them"
+    )
+
+
+SECRET = "s3cret-token-value"  # what a bad token must never print
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (f"{OLD_TOKEN},", "API_TOKENS: token 2 of 2 is empty"),
+        (f"{OLD_TOKEN}, ,{NEW_TOKEN}", "API_TOKENS: token 2 of 3 is empty"),
+        (
+            f"{OLD_TOKEN},{SECRET} x",
+            "API_TOKENS: token 2 of 2 holds whitespace or a character that is not printable ASCII",
+        ),
+        (f"{SECRET}\tx", "API_TOKENS: token 1 of 1 holds whitespace or a character that is not printable ASCII"),
+        (f"{SECRET}\u00e9", "API_TOKENS: token 1 of 1 holds whitespace or a character that is not printable ASCII"),
+        (SECRET[:15], "API_TOKENS: token 1 of 1 is shorter than 16 characters"),
+    ],
+)
+def test_a_bad_api_token_stops_start_up_naming_its_place_never_its_value(value: str, message: str) -> None:
+    text = config_error(env(API_TOKENS=value))
+
+    assert text == message
+    assert SECRET[:8] not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (f"{OLD_TOKEN}\n\n{SECRET[:15]}\n", "API_TOKENS_FILE: line 3 is shorter than 16 characters"),
+        (
+            f"# a comment\n{SECRET} {SECRET}\n",
+            "API_TOKENS_FILE: line 2 holds whitespace or a character that is not printable ASCII",
+        ),
+        ("# only a comment\n\n", "API_TOKENS_FILE holds no token"),
+        ("", "API_TOKENS_FILE holds no token"),
+    ],
+)
+def test_a_bad_api_tokens_file_stops_start_up_naming_the_line_never_the_token(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(content)
+
+    text = config_error(env(API_TOKENS_FILE=str(tokens_file)))
+
+    assert text == message
+    assert SECRET[:8] not in text
+
+
+def test_an_unreadable_api_tokens_file_stops_start_up_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    not_text = tmp_path / "binary"
+    not_text.write_bytes(b"\xff\xfe" + SECRET.encode())
+
+    assert config_error(env(API_TOKENS_FILE=str(missing))) == (
+        f"API_TOKENS_FILE: cannot read {missing} (No such file or directory)"
+    )
+    assert config_error(env(API_TOKENS_FILE=str(not_text))) == f"API_TOKENS_FILE: {not_text} is not UTF-8 text"
+
+
+def test_api_tokens_never_appear_in_the_settings_repr() -> None:
+    settings = Settings.from_env(env(API_TOKENS=f"{OLD_TOKEN},{NEW_TOKEN}"))
+
+    assert OLD_TOKEN not in repr(settings) and NEW_TOKEN not in repr(settings)

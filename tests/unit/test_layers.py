@@ -56,3 +56,9 @@ def test_adapters_import_no_entrypoint() -> None:
         assert not _offending(names, ("acme_customer.entrypoints", "acme_customer.app", "acme_customer.bootstrap")), (
             module
         )
+
+
+def test_the_read_api_access_decision_imports_no_web_framework() -> None:
+    names = imports_of("entrypoints")["entrypoints/api_auth.py"]
+
+    assert not _offending(names, (*FRAMEWORKS, "aiohttp", "acme_customer.app", "acme_customer.bootstrap"))

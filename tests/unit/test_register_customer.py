@@ -307,11 +307,18 @@ async def test_ac09_a_store_unavailable_on_every_attempt_dead_letters_every_vali
     store, publisher = FakeCustomerStore(), FakePublisher()
     store.failures.always("commit", StoreUnavailable("PostgreSQL unavailable: OperationalError"))
     exhausted = sample("processing_attempts_total", agent="register_customer", outcome="exhausted")
+    failed, rejected = (
+        sample("customer_created_total", status="failed"),
+        sample("customer_created_total", status="rejected"),
+    )
 
     await make_handler(store, publisher).handle(batch(user_document(1), b"not json", user_document(3)))
 
     assert store.failures.calls["commit"] == ATTEMPTS + 2  # then each of the two alone, once
     assert sample("processing_attempts_total", agent="register_customer", outcome="exhausted") == exhausted + 1
+    # the two valid records count as failed (their retries ran out), the unreadable one as rejected
+    assert sample("customer_created_total", status="failed") == failed + 2
+    assert sample("customer_created_total", status="rejected") == rejected + 1
     assert sorted((dead.origin[2], dead.error_class, dead.attempts) for dead in publisher.dead_letters) == [
         (100, "StoreUnavailable", ATTEMPTS),
         (101, "InvalidEvent", 1),
