@@ -17,8 +17,6 @@ from uuid import UUID
 
 import faust
 from faust.web import Request, Response, View
-from opentelemetry import trace
-from opentelemetry.propagate import extract
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acme_customer.adapters.kafka import (
@@ -34,10 +32,10 @@ from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavai
 from acme_customer.observability import configure_logging, configure_tracing
 from acme_customer.stream.lanes import Delivery, PartitionLanes
 from acme_customer.stream.records import Record, record_of
+from acme_customer.stream.trace_context import consuming
 
 APP_ID = "customer-service"
 container = Container()
-tracer = trace.get_tracer("acme_customer")
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
 
@@ -118,15 +116,6 @@ def _records(events: Sequence[Any]) -> list[Record]:
     return [record_of(event.message) for event in events]
 
 
-def _trace_context(records: Sequence[Record]) -> Any:
-    carrier = {
-        name: value.decode(errors="replace")
-        for name, value in records[0].headers
-        if name == "traceparent" and value is not None
-    }
-    return extract(carrier)
-
-
 def _deliveries(stream: Any, events: Sequence[Any]) -> list[Delivery]:
     return [
         Delivery(record, functools.partial(stream.ack, event), functools.partial(_release, event.message))
@@ -165,13 +154,10 @@ async def register_customer(stream: Any) -> None:
     lanes = _partition_lanes(services.register_customer, settings.batch_size, "register_customer")
     async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_seconds):
         deliveries = _deliveries(stream, events)
-        records = [delivery.record for delivery in deliveries]
-        with tracer.start_as_current_span("consume_user_registered_event", context=_trace_context(records)) as span:
-            span.set_attribute("messaging.system", "kafka")
-            span.set_attribute("messaging.source.name", USER_EVENTS)
-            span.set_attribute("messaging.batch.message_count", len(records))
+        # the batch's span: a child of its one record's trace, or linked to each record's (stream/trace_context.py)
+        with consuming("consume_user_registered_event", USER_EVENTS, [delivery.record for delivery in deliveries]):
             await lanes.submit(deliveries)
-        del events, deliveries, records  # a released record must not stay referenced here
+        del events, deliveries  # a released record must not stay referenced here
 
 
 @app.agent(customer_events_topic, concurrency=1)

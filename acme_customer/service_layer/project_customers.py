@@ -10,6 +10,8 @@ from typing import Any
 from uuid import UUID
 
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link
 
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CUSTOMER_REGISTERED
@@ -67,13 +69,22 @@ def registered_customer_id(document: object) -> UUID | None:
 
 
 async def project_registrations(
-    customer_ids: Sequence[UUID], source: ProfileSource, read_model: ReadModel
+    customer_ids: Sequence[UUID],
+    source: ProfileSource,
+    read_model: ReadModel,
+    *,
+    parent: Context | None = None,
+    links: Sequence[Link] = (),
 ) -> Projection:
-    """Upsert the read-model document of each customer from the command store (AC-05)."""
+    """Upsert the read-model document of each customer from the command store (AC-05).
+
+    The ``project_read_model`` span starts under ``parent`` (None: the current context) with
+    ``links``: the traces of the events projected (stream/trace_context.py).
+    """
     unique_ids = list(dict.fromkeys(customer_ids))
     if not unique_ids:
         return Projection(0, [])
-    with tracer.start_as_current_span("project_read_model") as span:
+    with tracer.start_as_current_span("project_read_model", context=parent, links=links) as span:
         span.set_attribute("customer.count", len(unique_ids))
         customers = await source.customers(unique_ids)
         written = await read_model.upsert([customer.to_read_model(REGISTRATION_VERSION) for customer in customers])

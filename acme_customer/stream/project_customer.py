@@ -34,6 +34,7 @@ from acme_customer.stream.isolation import DeadLetterSink, dead_letter_all, isol
 from acme_customer.stream.records import Record
 from acme_customer.stream.register_customer import Decoder
 from acme_customer.stream.retry import Unfinished, retry_unfinished
+from acme_customer.stream.trace_context import causes_of
 
 logger = logging.getLogger(__name__)
 AGENT = "project_customer"
@@ -148,9 +149,15 @@ class CustomerEventProjector:
     async def _project(self, wanted: list[tuple[Record, dict[str, Any], UUID]]) -> list[tuple[Record, PermanentError]]:
         """Project the customers; return the records to dead-letter (a refused or unknown customer)."""
         started = time.perf_counter()
+        # project_read_model continues the records' traces: their parent (one record) or links (several)
+        causes = causes_of([record for record, _, _ in wanted])
         try:
             projection = await project_registrations(
-                [customer_id for _, _, customer_id in wanted], self.source, self.read_model
+                [customer_id for _, _, customer_id in wanted],
+                self.source,
+                self.read_model,
+                parent=causes.parent,
+                links=causes.links,
             )
         except PermanentError as refused:
             if len(wanted) > 1:
