@@ -29,7 +29,8 @@ from acme_customer.adapters.kafka import (
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.entrypoints.faust_internals import clear_when_flow_stops, forget_unacked
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
-from acme_customer.observability import configure_logging, configure_tracing
+from acme_customer.logs import configure_logging, fatal_line, logging_config
+from acme_customer.observability import configure_tracing
 from acme_customer.stream.lanes import Delivery, PartitionLanes
 from acme_customer.stream.records import Record, record_of
 from acme_customer.stream.trace_context import consuming
@@ -46,9 +47,12 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
         settings = container.configure()
         configure_tracing(os.environ)
     except ConfigError as error:
-        print(f"acme-customer: configuration error: {error}", file=sys.stderr)
+        print(fatal_line(f"acme-customer: configuration error: {error}", os.environ), file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    # the worker applies its own logging set-up when it starts, replacing the root handlers:
+    # given this, it applies ours instead, so Faust's lines come out in LOG_FORMAT too
+    conf.logging_config = logging_config(settings.log_level, settings.log_format)
     conf.broker = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
     conf.broker_credentials = _credentials(settings)
     conf.web_port = settings.web_port
@@ -103,7 +107,7 @@ class Resources(faust.Service):
             await container.start(app.producer)
         except AcmeCustomerError as error:
             # one clear line, not a traceback: the operator has something to fix
-            print(f"acme-customer: cannot start: {error}", file=sys.stderr, flush=True)
+            print(fatal_line(f"acme-customer: cannot start: {error}", os.environ), file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         for topic in dead_letter_topics:
             await topic.maybe_declare()

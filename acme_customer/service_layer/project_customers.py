@@ -16,6 +16,7 @@ from opentelemetry.trace import Link
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CUSTOMER_REGISTERED
 from acme_customer.errors import InvalidEvent
+from acme_customer.logs import log_fields
 
 tracer = trace.get_tracer("acme_customer")
 logger = logging.getLogger(__name__)
@@ -100,8 +101,11 @@ def _customer_ids(envelopes: Sequence[dict[str, Any]]) -> list[UUID]:
         try:
             ids.append(UUID(str(envelope["aggregateId"])))
         except (KeyError, ValueError):
+            event_id = envelope.get("eventId")
             logger.warning(
-                "skipping a CustomerRegistered without a valid aggregateId (event %s)", envelope.get("eventId")
+                "skipping a CustomerRegistered without a valid aggregateId (event %s)",
+                event_id,
+                extra=log_fields(event_id=event_id, outcome="skipped"),
             )
     return ids
 

@@ -24,6 +24,7 @@ from acme_customer.errors import (
     UnexplainedFailure,
     UnknownCustomer,
 )
+from acme_customer.logs import log_fields
 from acme_customer.service_layer.project_customers import (
     ProfileSource,
     ReadModel,
@@ -85,7 +86,11 @@ class CustomerEventProjector:
         try:
             return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
-            logger.exception("unexpected error projecting %d record(s); trying them one at a time", len(records))
+            logger.exception(
+                "unexpected error projecting %d record(s); trying them one at a time",
+                len(records),
+                extra=log_fields(outcome="isolating"),
+            )
             left, _ = await isolate(records, self._attempt, error, self.publisher)
             return left
 
@@ -93,7 +98,11 @@ class CustomerEventProjector:
         """An outage is waited out (nothing may be skipped); an unexplained failure is dead-lettered."""
         if isinstance(unfinished.error, UnexplainedFailure):
             logger.error(
-                "dead-lettering %d record(s) after %d attempts: %s", len(unfinished.records), attempts, unfinished.error
+                "dead-lettering %d record(s) after %d attempts: %s",
+                len(unfinished.records),
+                attempts,
+                unfinished.error,
+                extra=log_fields(outcome="exhausted"),
             )
             return await dead_letter_all(
                 self.publisher, unfinished.records, [unfinished.error] * len(unfinished.records), attempts
@@ -103,6 +112,7 @@ class CustomerEventProjector:
             len(unfinished.records),
             attempts,
             unfinished.error,
+            extra=log_fields(outcome="retry"),
         )
         return await self.attempt(unfinished.records)
 
@@ -121,7 +131,12 @@ class CustomerEventProjector:
                 unreadable.append(record)
                 continue
             except PermanentError as refused:
-                logger.warning("unreadable record %s/%d@%d on customer.events: %s", *record.origin, refused)
+                logger.warning(
+                    "unreadable record %s/%d@%d on customer.events: %s",
+                    *record.origin,
+                    refused,
+                    extra=log_fields(record.origin, outcome="rejected"),
+                )
                 dead.append((record, refused))
                 continue
             if customer_id is None:
@@ -162,8 +177,13 @@ class CustomerEventProjector:
         except PermanentError as refused:
             if len(wanted) > 1:
                 raise  # one document of several: attempt() finds which record it is, alone
-            logger.error("read model refused a projection: %s", refused)
-            return [(wanted[0][0], refused)]
+            record, _, customer_id = wanted[0]
+            logger.error(
+                "read model refused a projection: %s",
+                refused,
+                extra=log_fields(record.origin, customer_id=customer_id, outcome="rejected"),
+            )
+            return [(record, refused)]
         metrics.processing_attempts_total.labels(agent=AGENT, outcome="ok").inc()
         metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
         self._observe_lag([document for _, document, _ in wanted])
