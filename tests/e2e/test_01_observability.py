@@ -120,3 +120,16 @@ def test_a_real_worker_keeps_one_trace_across_kafka_and_logs_no_personal_data(
     assert isinstance(created["offset"], int)
     assert isinstance(created["duration_ms"], float)
     assert created["traceId"] == f"{trace_id:032x}"  # the log line is in the identity service's trace
+
+
+def test_with_log_format_json_a_malformed_setting_is_one_json_line(stack: Stack, tmp_path: Path) -> None:
+    env = {**stack.env, "LOG_FORMAT": "json", "DATABASE_URL": "mysql://nope"}
+    worker = Worker(env=env, log_path=tmp_path / "stdout.log", stderr_path=tmp_path / "stderr.log").start()
+    assert worker.process is not None
+
+    assert worker.process.wait(timeout=60) == 2
+
+    (line,) = (tmp_path / "stderr.log").read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "CRITICAL"
+    assert entry["message"] == "acme-customer: configuration error: DATABASE_URL must be a postgresql:// URL"

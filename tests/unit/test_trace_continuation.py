@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +44,7 @@ from tests.unit.stream_builders import (
     user_document,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 CONSUME = "consume_user_registered_event"
 # the identity service's spans, as its traceparent headers name them
 TRACE_A, SPAN_A = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
@@ -382,3 +387,40 @@ async def test_the_publisher_is_given_each_events_input_trace_under_the_events_o
     assert set(traces) == {by_causation[str(event_id(1))]}
     context = traces[by_causation[str(event_id(1))]]
     assert trace.get_current_span(context).get_span_context().trace_id == TRACE_A
+
+
+def test_without_an_sdk_each_event_still_carries_its_inputs_traceparent() -> None:
+    """No OTEL_TRACES_EXPORTER, no SDK: the spans are no-ops, the context still passes (a separate process)."""
+    script = "\n".join(
+        [
+            "import asyncio, json",
+            "from opentelemetry import trace",
+            "from opentelemetry.sdk.trace import TracerProvider",
+            "from tests.unit.test_trace_continuation import Registration, user_record, traceparent, NO_CONTEXT",
+            "from tests.unit.test_trace_continuation import TRACE_A, SPAN_A, TRACE_B, SPAN_B",
+            "assert not isinstance(trace.get_tracer_provider(), TracerProvider)",
+            "single, several = Registration(), Registration()",
+            "asyncio.run(single.consume([user_record(1, [('traceparent', traceparent(TRACE_A, SPAN_A))])]))",
+            "asyncio.run(several.consume([",
+            "    user_record(2, [('traceparent', traceparent(TRACE_A, SPAN_A))]),",
+            "    user_record(3, [('traceparent', traceparent(TRACE_B, SPAN_B))]),",
+            "    user_record(4, NO_CONTEXT['not W3C']),",
+            "]))",
+            "headers = lambda published: dict((k, v.decode()) for k, v in published.headers if v is not None)",
+            "print(json.dumps({",
+            "    'single': headers(single.published_for(1)).get('traceparent'),",
+            "    'several': [headers(several.published_for(n)).get('traceparent') for n in (2, 3, 4)],",
+            "}))",
+        ]
+    )
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    written = json.loads(result.stdout)
+    assert written == {
+        "single": traceparent(TRACE_A, SPAN_A).decode(),
+        "several": [traceparent(TRACE_A, SPAN_A).decode(), traceparent(TRACE_B, SPAN_B).decode(), None],
+    }
