@@ -28,7 +28,6 @@ from acme_customer.service_layer.register_customers import Outcome, publish_regi
 from acme_customer.stream.isolation import DeadLetterSink, dead_letter_all, isolate, merged
 from acme_customer.stream.records import Record
 from acme_customer.stream.retry import Unfinished, retry_unfinished
-from acme_customer.stream.trace_context import context_of
 
 logger = logging.getLogger(__name__)
 Decoder = Callable[[bytes | None], Awaitable[Any]]  # the codec at the edge, for one topic
@@ -210,7 +209,7 @@ class RegisterCustomerHandler:
             return await self._register_one_by_one(fresh, error)
         refused_left = await self._dead_letter_refused(fresh, outcomes)
         # each CustomerRegistered continues the trace its UserRegistered record came with
-        traces = {user.event_id: context for record, user in fresh if (context := context_of(record.headers))}
+        traces = {user.event_id: context for record, user in fresh if (context := record.trace_context)}
         try:
             await publish_registrations(outcomes, self.publisher, self.store, traces)
         except TransientError as error:

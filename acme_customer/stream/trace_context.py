@@ -1,7 +1,7 @@
 """Trace context across Kafka: each consumed record's W3C ``traceparent`` is continued, not dropped.
 
-``context_of`` reads a record's context from its headers, whatever they hold: a missing, null,
-non-UTF-8 or malformed ``traceparent`` is no context, never an error (stream/records.py).
+A record's context is ``Record.trace_context`` (stream/records.py): a missing, null, non-UTF-8
+or malformed ``traceparent`` is no context, never an error.
 
 One span covers a whole batch, so the rule for where it belongs (``causes``) is the same
 wherever a batch is traced (``consume_user_registered_event``, ``project_read_model``):
@@ -25,12 +25,10 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.propagate import extract
 from opentelemetry.trace import Link, Span, SpanKind
 
-from acme_customer.stream.records import Header, Record
+from acme_customer.stream.records import Record
 
-TRACEPARENT = "traceparent"
 tracer = trace.get_tracer("acme_customer")
 
 
@@ -40,25 +38,6 @@ class Causes:
 
     parent: Context | None
     links: tuple[Link, ...]
-
-
-def context_of(headers: Sequence[Header]) -> Context | None:
-    """The trace context a record's headers carry, or None when they carry no valid one."""
-    carrier: dict[str, str] = {}
-    for name, value in headers:
-        if value is None or name in carrier:  # Kafka allows repeated names: the first one counts
-            continue
-        try:
-            carrier[name] = value.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-    if TRACEPARENT not in carrier:
-        return None
-    try:
-        context = extract(carrier)
-    except Exception:  # deliberately broad: OTEL_PROPAGATORS may name any propagator; no header may stop a batch
-        return None
-    return context if trace.get_current_span(context).get_span_context().is_valid else None
 
 
 def causes(contexts: Sequence[Context | None]) -> Causes:
@@ -71,7 +50,7 @@ def causes(contexts: Sequence[Context | None]) -> Causes:
 
 def causes_of(records: Sequence[Record]) -> Causes:
     """``causes`` of the records' own contexts."""
-    return causes([context_of(record.headers) for record in records])
+    return causes([record.trace_context for record in records])
 
 
 @contextmanager

@@ -26,9 +26,9 @@ from opentelemetry.trace import SpanKind
 from acme_customer.adapters.kafka import MESSAGE_SPAN, KafkaPublisher
 from acme_customer.errors import StoreUnavailable
 from acme_customer.stream.lanes import Delivery, PartitionLanes
-from acme_customer.stream.records import Header, Record
+from acme_customer.stream.records import Header, Record, context_of
 from acme_customer.stream.register_customer import RegisterCustomerHandler
-from acme_customer.stream.trace_context import causes, causes_of, consuming, context_of
+from acme_customer.stream.trace_context import causes, causes_of, consuming
 from tests.spans import assert_no_pii, named, only, parent_id
 from tests.unit.builders import STORY_MOMENT
 from tests.unit.fakes import FakeCustomerStore, FakeProducer, FakeProfiles, FakePublisher, FakeReadModel
@@ -152,9 +152,12 @@ def personal_data(*users: int) -> list[str]:
 
 
 def test_a_w3c_traceparent_is_the_records_remote_context() -> None:
-    context = context_of([("eventType", b"UserRegistered"), ("traceparent", traceparent(TRACE_A, SPAN_A))])
+    consumed = user_record(1, [("eventType", b"UserRegistered"), ("traceparent", traceparent(TRACE_A, SPAN_A))])
+
+    context = consumed.trace_context
 
     assert context is not None
+    assert consumed.trace_context is context  # read once, however often a retry asks
     span_context = trace.get_current_span(context).get_span_context()
     assert (span_context.trace_id, span_context.span_id) == (TRACE_A, SPAN_A)
     assert span_context.is_remote
