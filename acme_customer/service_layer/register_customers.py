@@ -163,16 +163,14 @@ async def publish_registrations(
     take them: the customers stay committed and their events unpublished, so the next attempt
     publishes the stored events.
     """
-    to_publish = [outcome for outcome in outcomes if outcome.publish and outcome.event is not None]
-    events = [outcome.event for outcome in to_publish if outcome.event is not None]
+    to_publish = [
+        (outcome.input_event_id, outcome.event) for outcome in outcomes if outcome.publish and outcome.event is not None
+    ]
+    events = [event for _, event in to_publish]
     if not events:
         return
     traces = trace_of_input or {}
-    trace_of = {
-        outcome.event.event_id: traces[outcome.input_event_id]
-        for outcome in to_publish
-        if outcome.event is not None and outcome.input_event_id in traces
-    }
+    trace_of = {event.event_id: traces[input_id] for input_id, event in to_publish if input_id in traces}
     await publisher.publish_customer_registered(events, trace_of)
     event_ids = [event.event_id for event in events]
     try:
