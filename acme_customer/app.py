@@ -19,8 +19,6 @@ from uuid import UUID
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
-from opentelemetry import trace
-from opentelemetry.propagate import extract
 
 from acme_customer import observability as metrics
 from acme_customer.adapters.consumer_lag import GroupOffsets, lag_of
@@ -38,14 +36,15 @@ from acme_customer.entrypoints.api_auth import API_DISABLED
 from acme_customer.entrypoints.faust_internals import clear_when_flow_stops, forget_unacked
 from acme_customer.entrypoints.web import guarded, requires_token
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
-from acme_customer.observability import configure_logging, configure_tracing
+from acme_customer.logs import configure_logging, fatal_line, logging_config
+from acme_customer.observability import configure_tracing
 from acme_customer.stream.lanes import Delivery, PartitionLanes
 from acme_customer.stream.records import Record, record_of
+from acme_customer.stream.trace_context import consuming
 
 APP_ID = "customer-service"
 LAG_INTERVAL_S = 5.0  # how often consumer_lag_records is measured
 container = Container()
-tracer = trace.get_tracer("acme_customer")
 logger = logging.getLogger(__name__)
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
@@ -57,9 +56,12 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
         settings = container.configure()
         configure_tracing(os.environ)
     except ConfigError as error:
-        print(f"acme-customer: configuration error: {error}", file=sys.stderr)
+        print(fatal_line(f"acme-customer: configuration error: {error}", os.environ), file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    # the worker applies its own logging set-up when it starts, replacing the root handlers:
+    # given this, it applies ours instead, so Faust's lines come out in LOG_FORMAT too
+    conf.logging_config = logging_config(settings.log_level, settings.log_format)
     if not container.api_access.enabled:
         logger.warning(API_DISABLED)
     else:
@@ -123,7 +125,7 @@ class Resources(faust.Service):
             await container.start(app.producer)
         except AcmeCustomerError as error:
             # one clear line, not a traceback: the operator has something to fix
-            print(f"acme-customer: cannot start: {error}", file=sys.stderr, flush=True)
+            print(fatal_line(f"acme-customer: cannot start: {error}", os.environ), file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         for topic in dead_letter_topics:
             await topic.maybe_declare()
@@ -135,15 +137,6 @@ class Resources(faust.Service):
 
 def _records(events: Sequence[Any]) -> list[Record]:
     return [record_of(event.message) for event in events]
-
-
-def _trace_context(records: Sequence[Record]) -> Any:
-    carrier = {
-        name: value.decode(errors="replace")
-        for name, value in records[0].headers
-        if name == "traceparent" and value is not None
-    }
-    return extract(carrier)
 
 
 def _deliveries(stream: Any, events: Sequence[Any]) -> list[Delivery]:
@@ -184,13 +177,10 @@ async def register_customer(stream: Any) -> None:
     lanes = _partition_lanes(services.register_customer, settings.batch_size, "register_customer")
     async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_seconds):
         deliveries = _deliveries(stream, events)
-        records = [delivery.record for delivery in deliveries]
-        with tracer.start_as_current_span("consume_user_registered_event", context=_trace_context(records)) as span:
-            span.set_attribute("messaging.system", "kafka")
-            span.set_attribute("messaging.source.name", USER_EVENTS)
-            span.set_attribute("messaging.batch.message_count", len(records))
+        # the batch's span: a child of its one record's trace, or linked to each record's (stream/trace_context.py)
+        with consuming("consume_user_registered_event", USER_EVENTS, [delivery.record for delivery in deliveries]):
             await lanes.submit(deliveries)
-        del events, deliveries, records  # a released record must not stay referenced here
+        del events, deliveries  # a released record must not stay referenced here
 
 
 @app.agent(customer_events_topic, concurrency=1)

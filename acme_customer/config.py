@@ -121,6 +121,7 @@ class Settings:
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     log_level: str = "INFO"
+    log_format: str = "text"
     batch_size: int = 100
     projection_batch_size: int = 500
     batch_within_seconds: float = 0.05
@@ -156,6 +157,9 @@ class Settings:
         log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
+        log_format = env.get("LOG_FORMAT", "text").strip().lower() or "text"
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
         protocol = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper() or "PLAINTEXT"
         if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             raise ConfigError(
@@ -179,6 +183,7 @@ class Settings:
             web_port=_int(env, "WEB_PORT", 6066, maximum=65535),
             web_host=env.get("WEB_HOST", "127.0.0.1").strip() or "127.0.0.1",
             log_level=log_level,
+            log_format=log_format,
             batch_size=_int(env, "BATCH_SIZE", 100),
             projection_batch_size=_int(env, "PROJECTION_BATCH_SIZE", 500),
             batch_within_seconds=_float(env, "BATCH_WITHIN_SECONDS", 0.05),

@@ -1,8 +1,7 @@
-"""Metrics (the story's names and labels) and logging set-up. No PII in labels or logs at INFO+."""
+"""Metrics (the story's names and labels) and the tracing set-up. No PII in labels (logs: logs.py)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -120,8 +119,3 @@ def configure_tracing(env: Mapping[str, str], service_name: str = "customer-serv
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return exporter_name
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    logging.getLogger("acme_customer").setLevel(level)

@@ -56,3 +56,7 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 def mongodb_uri() -> str:
     return _need("MONGODB_URI")
+
+
+# the tracing fixtures (an in-memory span exporter), for every tier
+from tests.spans import span_exporter, spans  # noqa: E402,F401

@@ -10,9 +10,12 @@ driver says what to do instead. It is registered under the ``faust.web.drivers``
 from __future__ import annotations
 
 import errno
+import os
 import sys
 
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
+
+from acme_customer.logs import fatal_line
 
 SCHEME = "acme://"
 
@@ -25,11 +28,10 @@ class Web(AiohttpWeb):
             if error.errno != errno.EADDRINUSE:
                 raise
             conf = self.app.conf
-            print(
+            message = (
                 f"acme-customer: cannot start: web port {conf.web_port} on {conf.web_bind} is in use"
                 " (another worker on this host?); give each worker its own WEB_PORT"
-                " or `faust worker --web-port N`",
-                file=sys.stderr,
-                flush=True,
+                " or `faust worker --web-port N`"
             )
+            print(fatal_line(message, os.environ), file=sys.stderr, flush=True)
             raise SystemExit(2) from None

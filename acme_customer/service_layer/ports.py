@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from uuid import UUID
+
+from opentelemetry.context import Context
 
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CustomerRegistered
@@ -82,4 +84,7 @@ class EventPublisher(abc.ABC):
     """Publishes CustomerRegistered events and waits until they are safe (Kafka acknowledged them)."""
 
     @abc.abstractmethod
-    async def publish_customer_registered(self, events: Sequence[CustomerRegistered]) -> None: ...
+    async def publish_customer_registered(
+        self, events: Sequence[CustomerRegistered], trace_of: Mapping[UUID, Context] | None = None
+    ) -> None:
+        """Publish ``events`` and wait for Kafka; ``trace_of`` (by eventId): the trace each event's record continues."""

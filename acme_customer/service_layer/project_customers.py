@@ -10,10 +10,13 @@ from typing import Any
 from uuid import UUID
 
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link
 
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CUSTOMER_REGISTERED
 from acme_customer.errors import InvalidEvent
+from acme_customer.logs import log_fields
 
 tracer = trace.get_tracer("acme_customer")
 logger = logging.getLogger(__name__)
@@ -67,13 +70,22 @@ def registered_customer_id(document: object) -> UUID | None:
 
 
 async def project_registrations(
-    customer_ids: Sequence[UUID], source: ProfileSource, read_model: ReadModel
+    customer_ids: Sequence[UUID],
+    source: ProfileSource,
+    read_model: ReadModel,
+    *,
+    parent: Context | None = None,
+    links: Sequence[Link] = (),
 ) -> Projection:
-    """Upsert the read-model document of each customer from the command store (AC-05)."""
+    """Upsert the read-model document of each customer from the command store (AC-05).
+
+    The ``project_read_model`` span starts under ``parent`` (None: the current context) with
+    ``links``: the traces of the events projected (stream/trace_context.py).
+    """
     unique_ids = list(dict.fromkeys(customer_ids))
     if not unique_ids:
         return Projection(0, [])
-    with tracer.start_as_current_span("project_read_model") as span:
+    with tracer.start_as_current_span("project_read_model", context=parent, links=links) as span:
         span.set_attribute("customer.count", len(unique_ids))
         customers = await source.customers(unique_ids)
         written = await read_model.upsert([customer.to_read_model(REGISTRATION_VERSION) for customer in customers])
@@ -89,8 +101,11 @@ def _customer_ids(envelopes: Sequence[dict[str, Any]]) -> list[UUID]:
         try:
             ids.append(UUID(str(envelope["aggregateId"])))
         except (KeyError, ValueError):
+            event_id = envelope.get("eventId")
             logger.warning(
-                "skipping a CustomerRegistered without a valid aggregateId (event %s)", envelope.get("eventId")
+                "skipping a CustomerRegistered without a valid aggregateId (event %s)",
+                event_id,
+                extra=log_fields(event_id=event_id, outcome="skipped"),
             )
     return ids
 

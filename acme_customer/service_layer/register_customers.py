@@ -8,12 +8,13 @@ A record that a constraint refuses is redone alone so that its neighbours still 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 from acme_customer.domain.customer import register_customer
 from acme_customer.domain.customer_number import allocate, year_month_of
@@ -149,16 +150,28 @@ async def _register(
     return outcomes
 
 
-async def publish_registrations(outcomes: Sequence[Outcome], publisher: EventPublisher, store: CustomerStore) -> None:
+async def publish_registrations(
+    outcomes: Sequence[Outcome],
+    publisher: EventPublisher,
+    store: CustomerStore,
+    trace_of_input: Mapping[UUID, Context] | None = None,
+) -> None:
     """Publish the CustomerRegistered events the outcomes ask for, wait for Kafka, then note them published.
 
-    Raises the publisher's TransientError when Kafka did not take them: the customers stay
-    committed and their events unpublished, so the next attempt publishes the stored events.
+    ``trace_of_input`` (by UserRegistered eventId) is the trace each input came with: its
+    CustomerRegistered continues it. Raises the publisher's TransientError when Kafka did not
+    take them: the customers stay committed and their events unpublished, so the next attempt
+    publishes the stored events.
     """
-    events = [outcome.event for outcome in outcomes if outcome.publish and outcome.event is not None]
+    to_publish = [
+        (outcome.input_event_id, outcome.event) for outcome in outcomes if outcome.publish and outcome.event is not None
+    ]
+    events = [event for _, event in to_publish]
     if not events:
         return
-    await publisher.publish_customer_registered(events)
+    traces = trace_of_input or {}
+    trace_of = {event.event_id: traces[input_id] for input_id, event in to_publish if input_id in traces}
+    await publisher.publish_customer_registered(events, trace_of)
     event_ids = [event.event_id for event in events]
     try:
         await store.mark_published(event_ids)

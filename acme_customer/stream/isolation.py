@@ -18,6 +18,7 @@ from typing import Protocol
 
 from acme_customer import observability as metrics
 from acme_customer.errors import FailedAlone, TransientError, UnexplainedFailure
+from acme_customer.logs import log_fields
 from acme_customer.stream.records import Header, Record
 from acme_customer.stream.retry import Unfinished
 
@@ -63,7 +64,12 @@ async def attempt_alone(records: Sequence[Record], attempt: Attempt, error: Base
         try:
             unfinished = await attempt([record])
         except Exception as alone:  # deliberately broad: this is where unexpected errors are sorted
-            logger.warning("record %s/%d@%d failed alone: %s", *record.origin, type(alone).__name__)
+            logger.warning(
+                "record %s/%d@%d failed alone: %s",
+                *record.origin,
+                type(alone).__name__,
+                extra=log_fields(record.origin, outcome="failed_alone"),
+            )
             failed.append((record, FailedAlone(alone)))
             if len(failed) < 2:
                 continue
@@ -120,7 +126,7 @@ async def dead_letter_all(
             metrics.dead_lettered_total.labels(error_class=type(reason).__name__).inc()
     if failure is None:
         return None
-    logger.error("Kafka refused %d dead letter(s): %s", len(left), failure)
+    logger.error("Kafka refused %d dead letter(s): %s", len(left), failure, extra=log_fields(outcome="held"))
     return Unfinished(tuple(left), failure)
 
 

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from acme_customer.logs import log_fields
 from acme_customer.stream.records import Record
 from acme_customer.stream.retry import Attempts, Unfinished, retry_unfinished
 
@@ -131,7 +132,11 @@ class PartitionLanes:
             for delivery in [*lane.waiting, *lane.backlog]:
                 delivery.release()
         if lanes:
-            logger.info("abandoned %d partition lane(s); their records will be delivered again", len(lanes))
+            logger.info(
+                "abandoned %d partition lane(s); their records will be delivered again",
+                len(lanes),
+                extra=log_fields(outcome="abandoned"),
+            )
 
     def clear(self) -> None:
         """Faust's flow-control hook: called when it suspends the flow (stop, rebalance) and on resume."""
@@ -154,6 +159,7 @@ class PartitionLanes:
             "partition %s/%d waits for a retry (%d record(s)); the other partitions go on",
             *partition,
             len(unfinished.records),
+            extra=log_fields(partition, outcome="retry"),
         )
         lane.task = asyncio.get_running_loop().create_task(
             self._drive(lane), name=f"lane-{partition[0]}-{partition[1]}"
@@ -168,7 +174,11 @@ class PartitionLanes:
                 await _ack(lane.waiting)
                 if not lane.backlog:
                     del self._lanes[lane.partition]
-                    logger.info("partition %s/%d rejoined the shared batches", *lane.partition)
+                    logger.info(
+                        "partition %s/%d rejoined the shared batches",
+                        *lane.partition,
+                        extra=log_fields(lane.partition, outcome="rejoined"),
+                    )
                     return
                 lane.waiting = lane.backlog[: self.batch_size]
                 del lane.backlog[: self.batch_size]
@@ -179,7 +189,11 @@ class PartitionLanes:
             # (visible as consumer lag) until a restart or a rebalance delivers them again.
             # Releasing them and letting the partition go on could lose one: faust-streaming
             # 0.15.3 commits past a single unacknowledged record at the head of a partition.
-            logger.exception("partition lane %s/%d failed; the partition stalls until a restart", *lane.partition)
+            logger.exception(
+                "partition lane %s/%d failed; the partition stalls until a restart",
+                *lane.partition,
+                extra=log_fields(lane.partition, outcome="stalled"),
+            )
 
 
 def _by_partition(deliveries: Sequence[Delivery]) -> dict[Partition, list[Delivery]]:

@@ -24,6 +24,7 @@ from acme_customer.errors import (
     UnexplainedFailure,
     UnknownCustomer,
 )
+from acme_customer.logs import log_fields
 from acme_customer.service_layer.project_customers import (
     ProfileSource,
     ReadModel,
@@ -34,6 +35,7 @@ from acme_customer.stream.isolation import DeadLetterSink, dead_letter_all, isol
 from acme_customer.stream.records import Record
 from acme_customer.stream.register_customer import Decoder
 from acme_customer.stream.retry import Unfinished, retry_unfinished
+from acme_customer.stream.trace_context import causes_of
 
 logger = logging.getLogger(__name__)
 AGENT = "project_customer"
@@ -84,7 +86,11 @@ class CustomerEventProjector:
         try:
             return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
-            logger.exception("unexpected error projecting %d record(s); trying them one at a time", len(records))
+            logger.exception(
+                "unexpected error projecting %d record(s); trying them one at a time",
+                len(records),
+                extra=log_fields(outcome="isolating"),
+            )
             left, _ = await isolate(records, self._attempt, error, self.publisher)
             return left
 
@@ -92,7 +98,11 @@ class CustomerEventProjector:
         """An outage is waited out (nothing may be skipped); an unexplained failure is dead-lettered."""
         if isinstance(unfinished.error, UnexplainedFailure):
             logger.error(
-                "dead-lettering %d record(s) after %d attempts: %s", len(unfinished.records), attempts, unfinished.error
+                "dead-lettering %d record(s) after %d attempts: %s",
+                len(unfinished.records),
+                attempts,
+                unfinished.error,
+                extra=log_fields(outcome="exhausted"),
             )
             return await dead_letter_all(
                 self.publisher, unfinished.records, [unfinished.error] * len(unfinished.records), attempts
@@ -102,6 +112,7 @@ class CustomerEventProjector:
             len(unfinished.records),
             attempts,
             unfinished.error,
+            extra=log_fields(outcome="retry"),
         )
         return await self.attempt(unfinished.records)
 
@@ -120,7 +131,12 @@ class CustomerEventProjector:
                 unreadable.append(record)
                 continue
             except PermanentError as refused:
-                logger.warning("unreadable record %s/%d@%d on customer.events: %s", *record.origin, refused)
+                logger.warning(
+                    "unreadable record %s/%d@%d on customer.events: %s",
+                    *record.origin,
+                    refused,
+                    extra=log_fields(record.origin, outcome="rejected"),
+                )
                 dead.append((record, refused))
                 continue
             if customer_id is None:
@@ -148,15 +164,26 @@ class CustomerEventProjector:
     async def _project(self, wanted: list[tuple[Record, dict[str, Any], UUID]]) -> list[tuple[Record, PermanentError]]:
         """Project the customers; return the records to dead-letter (a refused or unknown customer)."""
         started = time.perf_counter()
+        # project_read_model continues the records' traces: their parent (one record) or links (several)
+        causes = causes_of([record for record, _, _ in wanted])
         try:
             projection = await project_registrations(
-                [customer_id for _, _, customer_id in wanted], self.source, self.read_model
+                [customer_id for _, _, customer_id in wanted],
+                self.source,
+                self.read_model,
+                parent=causes.parent,
+                links=causes.links,
             )
         except PermanentError as refused:
             if len(wanted) > 1:
                 raise  # one document of several: attempt() finds which record it is, alone
-            logger.error("read model refused a projection: %s", refused)
-            return [(wanted[0][0], refused)]
+            record, _, customer_id = wanted[0]
+            logger.error(
+                "read model refused a projection: %s",
+                refused,
+                extra=log_fields(record.origin, customer_id=customer_id, outcome="rejected"),
+            )
+            return [(record, refused)]
         metrics.processing_attempts_total.labels(agent=AGENT, outcome="ok").inc()
         metrics.read_model_projection_duration_seconds.observe(time.perf_counter() - started)
         self._observe_lag([document for _, document, _ in wanted])

@@ -4,16 +4,24 @@ Kafka allows a null key, a null value (a tombstone), null header values, and hea
 the client could not read as text. None of these may surface as an exception in an agent:
 an exception there crashes the agent, its batch is never acknowledged and every restart
 redelivers it (a poison pill). So this edge turns whatever arrived into plain data, and the
-handlers decide what becomes of it (mostly: the DLQ, with a reason).
+handlers decide what becomes of it (mostly: the DLQ, with a reason). The same holds for the
+W3C ``traceparent`` a record carries (``Record.trace_context``): one Kafka cannot deliver as
+valid text is no context, not an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import extract
+
 Header = tuple[str, bytes | None]  # Kafka allows a null header value
+TRACEPARENT = "traceparent"
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,11 @@ class Record:
     def origin(self) -> tuple[str, int, int]:
         return (self.topic, self.partition, self.offset)
 
+    @cached_property
+    def trace_context(self) -> Context | None:
+        """The trace context the record's headers carry, or None (read once: a retry asks again)."""
+        return context_of(self.headers)
+
 
 def record_of(message: Any) -> Record:
     """The ``Record`` for one consumed message (Faust's ``Message`` or anything shaped like it)."""
@@ -42,6 +55,25 @@ def record_of(message: Any) -> Record:
         value=_bytes_or_none(message.value),
         headers=headers_of(message.headers),
     )
+
+
+def context_of(headers: Sequence[Header]) -> Context | None:
+    """The trace context in ``headers`` (W3C ``traceparent``), or None when they carry no valid one."""
+    carrier: dict[str, str] = {}
+    for name, value in headers:
+        if value is None or name in carrier:  # Kafka allows repeated names: the first readable one counts
+            continue
+        try:
+            carrier[name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    if TRACEPARENT not in carrier:
+        return None
+    try:
+        context = extract(carrier)
+    except Exception:  # deliberately broad: OTEL_PROPAGATORS may name any propagator; no header may stop a batch
+        return None
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
 
 
 def headers_of(headers: Iterable[Any] | Any) -> list[Header]:

@@ -22,6 +22,7 @@ from acme_customer import observability as metrics
 from acme_customer.domain.events import USER_REGISTERED, UserRegistered
 from acme_customer.domain.validation import event_type_of, parse_user_registered
 from acme_customer.errors import FailedAlone, InvalidEvent, TransientError
+from acme_customer.logs import log_fields
 from acme_customer.service_layer.ports import CustomerStore, EventPublisher
 from acme_customer.service_layer.register_customers import Outcome, publish_registrations, register_customers
 from acme_customer.stream.isolation import DeadLetterSink, dead_letter_all, isolate, merged
@@ -88,7 +89,11 @@ class RegisterCustomerHandler:
         try:
             return await self._attempt(records)
         except Exception as error:  # deliberately broad: see the docstring
-            logger.exception("unexpected error in a batch of %d record(s); trying them one at a time", len(records))
+            logger.exception(
+                "unexpected error in a batch of %d record(s); trying them one at a time",
+                len(records),
+                extra=log_fields(outcome="isolating"),
+            )
             left, dead_lettered = await isolate(records, self._attempt, error, self.dead_letters)
             metrics.customer_created_total.labels(status="rejected").inc(dead_lettered)
             return left
@@ -101,7 +106,11 @@ class RegisterCustomerHandler:
         Two failures in a row mean the dependency is down for all: the rest go as they are.
         """
         logger.error(
-            "giving up on %d record(s) after %d attempts: %s", len(unfinished.records), attempts, unfinished.error
+            "giving up on %d record(s) after %d attempts: %s",
+            len(unfinished.records),
+            attempts,
+            unfinished.error,
+            extra=log_fields(outcome="exhausted"),
         )
         doomed: list[Record] = []
         reasons: list[BaseException] = []
@@ -174,12 +183,14 @@ class RegisterCustomerHandler:
                 return None
             return parse_user_registered(document)
         except InvalidEvent as error:
-            logger.warning("rejected record %s/%d@%d: %s", *record.origin, error)
+            rejected = log_fields(record.origin, outcome="rejected")
+            logger.warning("rejected record %s/%d@%d: %s", *record.origin, error, extra=rejected)
             await self._dead_letter(record, error, attempts=1)
         except (TransientError, asyncio.CancelledError):
             raise
         except Exception as error:  # the codec or validation failed on this record alone: it is the record's
-            logger.exception("unexpected error reading record %s/%d@%d", *record.origin)
+            rejected = log_fields(record.origin, outcome="rejected")
+            logger.exception("unexpected error reading record %s/%d@%d", *record.origin, extra=rejected)
             await self._dead_letter(record, FailedAlone(error), attempts=1)
         metrics.customer_created_total.labels(status="rejected").inc()
         return None
@@ -187,6 +198,7 @@ class RegisterCustomerHandler:
     async def _register(self, fresh: list[tuple[Record, UserRegistered]], isolate: bool = True) -> Unfinished | None:
         """Register the customers (one transaction), dead-letter what the store refused, publish the events."""
         in_order = [record for record, _ in fresh]
+        started = time.perf_counter()
         try:
             outcomes = await self._create([user for _, user in fresh])
         except TransientError as error:
@@ -194,18 +206,24 @@ class RegisterCustomerHandler:
         except Exception as error:  # unexpected, and nothing of this batch is settled yet
             if not isolate:
                 raise
-            logger.exception("unexpected error registering %d customer(s); trying them one at a time", len(fresh))
+            logger.exception(
+                "unexpected error registering %d customer(s); trying them one at a time",
+                len(fresh),
+                extra=log_fields(outcome="isolating"),
+            )
             return await self._register_one_by_one(fresh, error)
         refused_left = await self._dead_letter_refused(fresh, outcomes)
+        # each CustomerRegistered continues the trace its UserRegistered record came with
+        traces = {user.event_id: context for record, user in fresh if (context := record.trace_context)}
         try:
-            await publish_registrations(outcomes, self.publisher, self.store)
+            await publish_registrations(outcomes, self.publisher, self.store, traces)
         except TransientError as error:
             # committed but not on customer.events: the next attempt publishes the stored events
             unpublished = {outcome.input_event_id for outcome in outcomes if outcome.publish}
-            self._account(fresh, outcomes, unpublished)
+            self._account(fresh, outcomes, unpublished, started)
             left = tuple(record for record, user in fresh if user.event_id in unpublished)
             return merged(Unfinished(left, error), refused_left, in_order)
-        self._account(fresh, outcomes, set())
+        self._account(fresh, outcomes, set(), started)
         return refused_left
 
     async def _register_one_by_one(
@@ -230,10 +248,16 @@ class RegisterCustomerHandler:
         return outcomes
 
     def _account(
-        self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome], unpublished: set[UUID]
+        self,
+        batch: list[tuple[Record, UserRegistered]],
+        outcomes: list[Outcome],
+        unpublished: set[UUID],
+        started: float,
     ) -> None:
+        """Count and log what became of each record; ``started``: when its batch's transaction began."""
         now = self.now()
-        for (_record, user), outcome in zip(batch, outcomes, strict=True):
+        duration_ms = (time.perf_counter() - started) * 1000  # committed and published: the batch's time here
+        for (record, user), outcome in zip(batch, outcomes, strict=True):
             # not cached: an attempt or a replay of a record not yet on customer.events must publish again
             if outcome.error is not None or user.event_id in unpublished:
                 continue
@@ -245,25 +269,38 @@ class RegisterCustomerHandler:
             )
             if outcome.created and outcome.event is not None:
                 logger.info(
-                    "customer %s created as %s for user %s (event %s)",
+                    "customer %s created as %s for user %s",
                     outcome.customer_id,
                     outcome.event.customer_number,
                     user.user_id,
-                    user.event_id,
+                    extra=log_fields(
+                        record.origin,
+                        event_id=user.event_id,
+                        customer_id=outcome.customer_id,
+                        outcome="created",
+                        duration_ms=duration_ms,
+                    ),
                 )
 
     async def _dead_letter_refused(
         self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]
     ) -> Unfinished | None:
         refused = [
-            (record, outcome.error) for (record, _), outcome in zip(batch, outcomes, strict=True) if outcome.error
+            (record, user, outcome.error)
+            for (record, user), outcome in zip(batch, outcomes, strict=True)
+            if outcome.error
         ]
         if not refused:
             return None
-        for record, error in refused:
-            logger.warning("record %s/%d@%d refused by the store: %s", *record.origin, error)
+        for record, user, error in refused:
+            logger.warning(
+                "record %s/%d@%d refused by the store: %s",
+                *record.origin,
+                error,
+                extra=log_fields(record.origin, event_id=user.event_id, outcome="rejected"),
+            )
         left = await dead_letter_all(
-            self.dead_letters, [record for record, _ in refused], [error for _, error in refused], 1
+            self.dead_letters, [record for record, _, _ in refused], [error for _, _, error in refused], 1
         )
         metrics.customer_created_total.labels(status="rejected").inc(len(refused) - len(left.records if left else ()))
         return left

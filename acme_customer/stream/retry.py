@@ -18,6 +18,7 @@ from typing import Protocol
 
 from acme_customer import observability as metrics
 from acme_customer.errors import TransientError
+from acme_customer.logs import log_fields
 from acme_customer.stream.records import Record
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,17 @@ async def retry_unfinished(
             len(delays) + 1,
             unfinished.error,
             delay,
+            extra=log_fields(outcome="retry"),
         )
         metrics.processing_attempts_total.labels(agent=agent, outcome="retry").inc()
         await sleep(delay)
         attempt += 1
         unfinished = await handler.attempt(unfinished.records)
+    waited = time.monotonic() - started
     logger.info(
-        "%s recovered at attempt %d, %.1f s after the first failure", agent, attempt, time.monotonic() - started
+        "%s recovered at attempt %d, %.1f s after the first failure",
+        agent,
+        attempt,
+        waited,
+        extra=log_fields(outcome="recovered", duration_ms=waited * 1000),
     )

@@ -90,14 +90,15 @@ class Worker:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    stderr_path: Path | None = None  # stderr apart from stdout (log_path), when given
 
     def start(self) -> Worker:
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, (self.stderr_path or self.log_path).open("ab") as errors:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "faust", "-A", "acme_customer.app", "worker", "-l", "info"],
                 env={**self.env, "WEB_PORT": str(self.port)},
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT if self.stderr_path is None else errors,
                 cwd=REPO,
             )
         return self

@@ -7,11 +7,14 @@ or only the calls a predicate picks).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
+
+from opentelemetry.context import Context
 
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CustomerRegistered
@@ -289,6 +292,7 @@ class FakePublisher(EventPublisher):
     """Records what reached Kafka; ``failures`` operations: "publish_customer_registered", "dead_letter"."""
 
     batches: list[list[Envelope]] = field(default_factory=list)
+    traces: list[dict[UUID, Context]] = field(default_factory=list)  # each batch's trace_of
     dead_letters: list[DeadLetter] = field(default_factory=list)
     failures: FailurePlan = field(default_factory=FailurePlan)
 
@@ -296,9 +300,12 @@ class FakePublisher(EventPublisher):
     def published(self) -> list[Envelope]:
         return [envelope for batch in self.batches for envelope in batch]
 
-    async def publish_customer_registered(self, events: Sequence[CustomerRegistered]) -> None:
+    async def publish_customer_registered(
+        self, events: Sequence[CustomerRegistered], trace_of: Mapping[UUID, Context] | None = None
+    ) -> None:
         self.failures.check("publish_customer_registered", list(events))
         self.batches.append([event.to_dict() for event in events])  # as it goes on the wire
+        self.traces.append(dict(trace_of or {}))
 
     async def dead_letter(
         self,
@@ -313,6 +320,27 @@ class FakePublisher(EventPublisher):
         if key is None and value is None:
             key = b""  # as KafkaPublisher does: aiokafka cannot produce a record with neither
         self.dead_letters.append(DeadLetter(key, value, origin, error, attempts, headers))
+
+
+class FakeProducer:
+    """Faust's producer as KafkaPublisher uses it: ``send`` returns a future of the acknowledgement."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> asyncio.Future[Any]:
+        self.sent.append({"topic": topic, "key": key, "value": value, "headers": list(headers)})
+        acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
 
 
 # --- the projection's ports -------------------------------------------------------------------

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from prometheus_client import REGISTRY
 
-from acme_customer.adapters.codec import TopicCodec
+from acme_customer.adapters.codec import TopicCodec, encode_json
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED, USER_REGISTERED
 from acme_customer.domain.customer import Customer, register_customer
 from acme_customer.domain.customer_number import CustomerNumber
@@ -32,6 +32,11 @@ ATTEMPTS = len(NO_WAIT) + 1
 # the real codec without a registry: JSON in, InvalidEvent for everything else
 decode = TopicCodec("identity.user.events", USER_REGISTERED, None).decode
 decode_customer_events = TopicCodec("customer.events", CUSTOMER_REGISTERED, None).decode
+
+
+async def encode_json_async(document: dict[str, Any]) -> bytes:
+    """The JSON encoder as the publisher calls it (the codec's, without a registry)."""
+    return encode_json(document)
 
 
 def event_id(n: int) -> UUID:

@@ -83,6 +83,7 @@ def test_defaults_apply_when_only_the_required_settings_are_given() -> None:
     assert settings.mongodb_database == "customer"
     assert settings.event_format == "avro"
     assert settings.log_level == "INFO"
+    assert settings.log_format == "text"
     assert settings.schema_registry_url == "http://localhost:8081/apis/ccompat/v7"
     assert settings.kafka_security.protocol == "PLAINTEXT"
     assert (settings.api_tokens, settings.api_tokens_file) == ((), None)  # the read API is disabled
@@ -110,6 +111,7 @@ def test_required_settings_are_kept_as_given() -> None:
         "MONGODB_DATABASE",
         "EVENT_FORMAT",
         "LOG_LEVEL",
+        "LOG_FORMAT",
         "RETRY_BACKOFF_SECONDS",
         "API_TOKENS",
         "API_TOKENS_FILE",
@@ -130,6 +132,7 @@ def test_optional_settings_are_read_and_normalised() -> None:
             SCHEMA_REGISTRY_URL="http://localhost:8081/apis/ccompat/v7",
             EVENT_FORMAT=" JSON ",
             LOG_LEVEL="debug",
+            LOG_FORMAT=" Json ",
             RETRY_BACKOFF_SECONDS="0.5, 1,2",
         )
     )
@@ -139,6 +142,7 @@ def test_optional_settings_are_read_and_normalised() -> None:
     assert settings.schema_registry_url == "http://localhost:8081/apis/ccompat/v7"
     assert settings.event_format == "json"
     assert settings.log_level == "DEBUG"
+    assert settings.log_format == "json"
     assert settings.retry_backoff == (0.5, 1.0, 2.0)
 
 
@@ -215,6 +219,8 @@ def test_kafka_tls_and_sasl_settings_pass_through() -> None:
         ("RETRY_BACKOFF_SECONDS", "1,,2", "RETRY_BACKOFF_SECONDS must be comma-separated seconds, got '1,,2'"),
         ("RETRY_BACKOFF_SECONDS", "1,-2", "RETRY_BACKOFF_SECONDS must hold finite, non-negative delays, got '1,-2'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'LOUD'"),
+        ("LOG_FORMAT", "logfmt", "LOG_FORMAT must be 'text' or 'json', got 'logfmt'"),
+        ("LOG_FORMAT", "JSON lines", "LOG_FORMAT must be 'text' or 'json', got 'json lines'"),
         (
             "KAFKA_SECURITY_PROTOCOL",
             "TLS",

@@ -1,18 +1,16 @@
 """Tracing: the story's spans ("Tracing Spans" in US-0002-03), their attributes, and no PII in them.
 
-The code only uses the OpenTelemetry API; here an SDK provider with an in-memory exporter is
-installed once for the module (the global provider can be set only once per process).
-``consume_user_registered_event`` (the Faust agent) and ``persist_customer``/``persist_event``
-(the PostgreSQL adapter) need a worker or a database and are not covered here.
+The spans are read with an in-memory exporter (tests/spans.py). The batch's consume span and
+the trace's way across Kafka are in test_trace_continuation.py; ``persist_customer`` and
+``persist_event`` (the PostgreSQL adapter) in tests/integration/test_postgres_tracing.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,19 +18,20 @@ from uuid import UUID
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from acme_customer.adapters.codec import encode_json
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
 from acme_customer.domain.events import UserRegistered
 from acme_customer.errors import ConfigError
 from acme_customer.observability import configure_tracing
 from acme_customer.service_layer.project_customers import project_customers
 from acme_customer.service_layer.register_customers import register_customers
+from tests.spans import assert_no_pii as assert_no_personal_data
+from tests.spans import named
 from tests.unit.builders import STORY_MOMENT, user_registered
-from tests.unit.fakes import FakeCustomerStore, FakeProfiles, FakeReadModel
+from tests.unit.fakes import FakeCustomerStore, FakeProducer, FakeProfiles, FakeReadModel
+from tests.unit.stream_builders import encode_json_async
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,83 +56,12 @@ USERS = (JANE, MAX)
 PII = [value for user in USERS for value in (user.email, user.first_name, user.last_name)]
 
 
-async def encode_json_async(document: dict[str, Any]) -> bytes:
-    return encode_json(document)
-
-
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[InMemorySpanExporter]:
-    """An in-memory exporter on the global SDK provider (installed here unless one already is)."""
-    memory = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(memory)
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        current.add_span_processor(processor)
-    else:
-        provider = TracerProvider()
-        provider.add_span_processor(processor)
-        trace.set_tracer_provider(provider)
-        if trace.get_tracer_provider() is not provider:
-            pytest.fail("another (non-SDK) global tracer provider is already installed; spans cannot be read")
-    yield memory
-    processor.shutdown()  # the provider stays; the exporter stops collecting
-
-
-@pytest.fixture
-def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
-    exporter.clear()
-    yield exporter
-    exporter.clear()
-
-
 def now() -> datetime:
     return STORY_MOMENT
 
 
-def named(finished: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
-    return [span for span in finished if span.name == name]
-
-
-def attribute_values(span: ReadableSpan) -> list[str]:
-    """Every attribute value of the span and of its events, as text."""
-    mappings: list[Any] = [span.attributes or {}, *((event.attributes or {}) for event in span.events)]
-    values = []
-    for mapping in mappings:
-        for value in mapping.values():
-            if isinstance(value, (list, tuple)):
-                values.extend(str(item) for item in value)
-            else:
-                values.append(str(value))
-    return values
-
-
 def assert_no_pii(finished: Sequence[ReadableSpan]) -> None:
-    assert finished, "no spans were recorded"
-    for span in finished:
-        for value in attribute_values(span):
-            for personal in PII:
-                assert personal.lower() not in value.lower(), f"PII {personal!r} in span {span.name}: {value!r}"
-
-
-class FakeProducer:
-    """Faust's producer as KafkaPublisher uses it: ``send`` returns a future of the acknowledgement."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-    ) -> asyncio.Future[Any]:
-        self.sent.append({"topic": topic, "key": key, "value": value, "headers": list(headers)})
-        acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        acknowledged.set_result(None)
-        return acknowledged
+    assert_no_personal_data(finished, PII)
 
 
 async def created_events(users: Sequence[UserRegistered] = USERS) -> tuple[FakeCustomerStore, list[Any]]:
