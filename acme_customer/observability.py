@@ -46,6 +46,9 @@ processing_attempts_total = Counter(
 processed_cache_entries = Gauge(
     "processed_cache_entries", "Entries in this worker's processed-eventId table (the partitions it holds)"
 )
+processed_cache_hits_total = Counter(
+    "processed_cache_hits_total", "Redeliveries found in the processed-eventId cache (counted as duplicate, no query)"
+)
 processed_cache_recovery_seconds = Histogram(
     "processed_cache_recovery_seconds",
     "From a partition assignment to the end of table recovery (at start and at each rebalance)",

@@ -713,10 +713,12 @@ async def test_a_cached_event_is_a_duplicate_without_a_transaction() -> None:
     store, publisher, seen = FakeCustomerStore(), FakePublisher(), RecordedSeen()
     seen.entries[event_id(1)] = 3  # recovered from the table after a restart
     duplicates = sample("customer_created_total", status="duplicate")
+    hits = sample("processed_cache_hits_total")
     transactions = sample("processing_attempts_total", agent="register_customer", outcome="ok")
 
     await _with_seen(store, publisher, seen).handle(batch(user_document(1)))
 
     assert sample("customer_created_total", status="duplicate") == duplicates + 1
+    assert sample("processed_cache_hits_total") == hits + 1
     assert sample("processing_attempts_total", agent="register_customer", outcome="ok") == transactions
     assert store.customers == {} and publisher.published == []
