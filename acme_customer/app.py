@@ -12,8 +12,9 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import faust
@@ -29,7 +30,9 @@ from acme_customer.adapters.kafka import (
     USER_EVENTS,
     USER_EVENTS_DLQ,
 )
+from acme_customer.adapters.processed_table import TABLE_NAME, TableCache, changelog_configs
 from acme_customer.bootstrap import Container, kafka_reachable
+from acme_customer.config import Settings
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.entrypoints import web_server
 from acme_customer.entrypoints.api_auth import API_DISABLED
@@ -44,10 +47,22 @@ from acme_customer.stream.trace_context import consuming
 
 APP_ID = "customer-service"
 LAG_INTERVAL_S = 5.0  # how often consumer_lag_records is measured
+EXPIRY_INTERVAL_S = 600.0  # how often the processed-eventId table drops entries past the retention
+INPUT_PARTITIONS = 12  # identity.user.events: the table's changelog has as many, one for one
 container = Container()
 logger = logging.getLogger(__name__)
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
+# eventId -> when it was processed; its changelog partitions are the input's (adapters/processed_table.py)
+processed_table = app.Table(
+    TABLE_NAME,
+    partitions=INPUT_PARTITIONS,
+    key_type=str,
+    value_type=float,
+    extra_topic_configs=changelog_configs(Settings.processed_cache_retention_s),
+    help="Input eventIds processed (committed and published): a cache in front of processed_events",
+)
+processed_cache: TableCache | None = None  # the table's cache, when PROCESSED_CACHE=table
 
 
 @app.on_configured.connect  # type: ignore[arg-type]  # faust's stub omits the conf positional it sends
@@ -76,7 +91,13 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     # Faust's views for operators: / (sensor statistics), /assignment/, /performance/ (docs/operations.md)
     conf.web_stats_enabled = True
     conf.web_metrics_enabled = True
-    conf.store = "memory://"
+    conf.store = "memory://"  # the table's entries are rebuilt from its changelog (docs/reliability.md)
+    conf.table_standby_replicas = 0  # a cache needs no standby copies on other workers
+    # the changelog topic is declared at start, with these (Collection.extra_topic_configs; TableT omits it)
+    cast(Any, processed_table).extra_topic_configs.update(changelog_configs(settings.processed_cache_retention_s))
+    global processed_cache
+    if settings.processed_cache == "table":
+        processed_cache = TableCache(processed_table, settings.processed_cache_retention_s)
     conf.consumer_auto_offset_reset = "earliest"
     conf.topic_allow_declare = True
     conf.topic_disable_leader = True  # no leader topic: we use no Faust leader election
@@ -122,7 +143,7 @@ class Resources(faust.Service):
 
     async def on_start(self) -> None:
         try:
-            await container.start(app.producer)
+            await container.start(app.producer, processed_cache)
         except AcmeCustomerError as error:
             # one clear line, not a traceback: the operator has something to fix
             print(fatal_line(f"acme-customer: cannot start: {error}", os.environ), file=sys.stderr, flush=True)
@@ -220,6 +241,37 @@ class _LazyGroupOffsets:
 group_offsets = _LazyGroupOffsets()
 
 
+# -- the processed-eventId table: size, expiry, recovery time ----------------------------------
+
+_assigned_at: float | None = None
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub omits the sender it sends
+async def _recovery_begins(app: Any, assigned: Any, **kwargs: Any) -> None:
+    global _assigned_at
+    _assigned_at = time.monotonic()
+
+
+@app.on_rebalance_complete.connect  # type: ignore[arg-type]
+async def _recovery_ends(app: Any, **kwargs: Any) -> None:
+    """Tables recovered, streams resume: how long the processed-eventId table took, and its size."""
+    global _assigned_at
+    if _assigned_at is not None:
+        seconds = time.monotonic() - _assigned_at
+        metrics.processed_cache_recovery_seconds.observe(seconds)
+        logger.info("processed-eventId table recovered in %.2f s: %d entries", seconds, len(processed_table.data))
+        _assigned_at = None
+    metrics.processed_cache_entries.set(len(processed_table.data))
+
+
+@app.timer(interval=EXPIRY_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+async def expire_processed_cache() -> None:
+    if processed_cache is not None:
+        expired = processed_cache.expire()
+        if expired:
+            logger.info("processed-eventId table: %d entries past the retention dropped", expired)
+
+
 @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
 async def measure_consumer_lag() -> None:
     """consumer_lag_records{topic,partition} for the input partitions this worker holds."""
@@ -233,6 +285,7 @@ async def measure_consumer_lag() -> None:
         logger.warning("consumer lag not measured: %s: %s", type(error).__name__, error)
         return
     metrics.set_consumer_lag(lag_of({(tp.topic, tp.partition): end for tp, end in ends.items()}, committed))
+    metrics.processed_cache_entries.set(len(processed_table.data))
 
 
 # -- web views --------------------------------------------------------------------------------

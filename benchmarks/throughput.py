@@ -25,7 +25,7 @@ from acme_customer.adapters.topics import ensure_topics
 from tests.e2e.conftest import REPO, Stack, Worker, _with_database, as_record, user_registered
 
 
-def one_run(events: int, batch_size: int) -> tuple[float, float]:
+def one_run(events: int, batch_size: int, extra_env: dict[str, str] | None = None) -> tuple[float, float]:
     """(seconds until all customers are in PostgreSQL, seconds until all documents are in MongoDB)."""
     name = f"bench_{uuid.uuid4().hex[:8]}"
     admin_url = os.environ["DATABASE_URL"]
@@ -37,6 +37,7 @@ def one_run(events: int, batch_size: int) -> tuple[float, float]:
         "MONGODB_DATABASE": name,
         "BATCH_SIZE": str(batch_size),
         "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     stack = Stack(env=env, database_url=env["DATABASE_URL"], mongo_database=name)
     log = REPO / ".devstack" / "logs" / "benchmark-worker.log"
