@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 import faust
@@ -32,7 +32,6 @@ from acme_customer.adapters.kafka import (
 )
 from acme_customer.adapters.processed_table import TABLE_NAME, TableCache, changelog_configs
 from acme_customer.bootstrap import Container, kafka_reachable
-from acme_customer.config import Settings
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.entrypoints import web_server
 from acme_customer.entrypoints.api_auth import API_DISABLED
@@ -53,15 +52,6 @@ container = Container()
 logger = logging.getLogger(__name__)
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
-# eventId -> when it was processed; its changelog partitions are the input's (adapters/processed_table.py)
-processed_table = app.Table(
-    TABLE_NAME,
-    partitions=INPUT_PARTITIONS,
-    key_type=str,
-    value_type=float,
-    extra_topic_configs=changelog_configs(Settings.processed_cache_retention_s),
-    help="Input eventIds processed (committed and published): a cache in front of processed_events",
-)
 processed_cache: TableCache | None = None  # the table's cache, when PROCESSED_CACHE=table
 
 
@@ -93,11 +83,6 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     conf.web_metrics_enabled = True
     conf.store = "memory://"  # the table's entries are rebuilt from its changelog (docs/reliability.md)
     conf.table_standby_replicas = 0  # a cache needs no standby copies on other workers
-    # the changelog topic is declared at start, with these (Collection.extra_topic_configs; TableT omits it)
-    cast(Any, processed_table).extra_topic_configs.update(changelog_configs(settings.processed_cache_retention_s))
-    global processed_cache
-    if settings.processed_cache == "table":
-        processed_cache = TableCache(processed_table, settings.processed_cache_retention_s)
     conf.consumer_auto_offset_reset = "earliest"
     conf.topic_allow_declare = True
     conf.topic_disable_leader = True  # no leader topic: we use no Faust leader election
@@ -137,12 +122,40 @@ customer_events_topic = _raw_topic(CUSTOMER_EVENTS)
 dead_letter_topics = [_raw_topic(USER_EVENTS_DLQ), _raw_topic(CUSTOMER_EVENTS_DLQ)]
 
 
+def _declare_processed_table() -> Any:
+    """eventId -> when it was processed; its changelog partitions are the input's (adapters/processed_table.py).
+
+    Declared after the hook above is connected: declaring a table reads the app's configuration,
+    and the configuration is what the hook writes (settings read once, here, at import).
+    """
+    retention_s = container.settings.processed_cache_retention_s if container.settings else None
+    if retention_s is None:
+        app.conf  # noqa: B018  # runs the hook: the settings from the environment, or one line and exit 2
+        assert container.settings is not None
+        retention_s = container.settings.processed_cache_retention_s
+    return app.Table(
+        TABLE_NAME,
+        partitions=INPUT_PARTITIONS,
+        key_type=str,
+        value_type=float,
+        extra_topic_configs=changelog_configs(retention_s),
+        help="Input eventIds processed (committed and published): a cache in front of processed_events",
+    )
+
+
+processed_table = _declare_processed_table()
+
+
 @app.service
 class Resources(faust.Service):
     """Opens the database pools when the worker starts and closes them when it stops."""
 
     async def on_start(self) -> None:
         try:
+            settings = container.settings or container.configure()
+            global processed_cache
+            if settings.processed_cache == "table":
+                processed_cache = TableCache(processed_table, settings.processed_cache_retention_s)
             await container.start(app.producer, processed_cache)
         except AcmeCustomerError as error:
             # one clear line, not a traceback: the operator has something to fix
