@@ -50,7 +50,7 @@ def workers() -> Iterator[list[Worker]]:
 def test_after_a_kill_the_next_worker_skips_redeliveries_from_the_recovered_table_without_a_transaction(
     stack: Stack, workers: list[Worker], tmp_path: Path
 ) -> None:
-    env = {**stack.env, "BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
+    env = {**stack.env, "PROCESSED_CACHE": "table", "BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
     first = Worker(env=env, log_path=tmp_path / "first.log").start()
     workers.append(first)
     first.wait_ready(timeout=120)

@@ -373,3 +373,26 @@ def test_api_tokens_never_appear_in_the_settings_repr() -> None:
     settings = Settings.from_env(env(API_TOKENS=f"{OLD_TOKEN},{NEW_TOKEN}"))
 
     assert OLD_TOKEN not in repr(settings) and NEW_TOKEN not in repr(settings)
+
+
+def test_the_processed_cache_is_this_process_s_memory_unless_a_table_is_asked_for() -> None:
+    assert Settings.from_env(REQUIRED).processed_cache == "memory"
+    settings = Settings.from_env(env(PROCESSED_CACHE=" Table ", PROCESSED_CACHE_RETENTION_DAYS="0.5"))
+
+    assert (settings.processed_cache, settings.processed_cache_retention_s) == ("table", 43200.0)
+    assert Settings.from_env(REQUIRED).processed_cache_retention_s == 7 * 86400
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PROCESSED_CACHE", "redis", "PROCESSED_CACHE must be 'table' or 'memory', got 'redis'"),
+        ("PROCESSED_CACHE_RETENTION_DAYS", "0", "PROCESSED_CACHE_RETENTION_DAYS must be more than 0"),
+        ("PROCESSED_CACHE_RETENTION_DAYS", "a week", "PROCESSED_CACHE_RETENTION_DAYS must be a number, got 'a week'"),
+    ],
+)
+def test_a_bad_processed_cache_setting_stops_start_up_naming_it(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env(**{name: value}))
+
+    assert str(raised.value) == message
