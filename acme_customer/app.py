@@ -122,23 +122,26 @@ customer_events_topic = _raw_topic(CUSTOMER_EVENTS)
 dead_letter_topics = [_raw_topic(USER_EVENTS_DLQ), _raw_topic(CUSTOMER_EVENTS_DLQ)]
 
 
-def _declare_processed_table() -> Any:
-    """eventId -> when it was processed; its changelog partitions are the input's (adapters/processed_table.py).
+def _declare_processed_table() -> Any | None:
+    """With PROCESSED_CACHE=table: eventId -> when it was processed, its changelog partitions the
+    input's (adapters/processed_table.py). With memory (the default), no table at all: no changelog
+    topic and no recovery phase.
 
     Declared after the hook above is connected: declaring a table reads the app's configuration,
     and the configuration is what the hook writes (settings read once, here, at import).
     """
-    retention_s = container.settings.processed_cache_retention_s if container.settings else None
-    if retention_s is None:
+    if container.settings is None:
         app.conf  # noqa: B018  # runs the hook: the settings from the environment, or one line and exit 2
-        assert container.settings is not None
-        retention_s = container.settings.processed_cache_retention_s
+    settings = container.settings
+    assert settings is not None
+    if settings.processed_cache != "table":
+        return None
     return app.Table(
         TABLE_NAME,
         partitions=INPUT_PARTITIONS,
         key_type=str,
         value_type=float,
-        extra_topic_configs=changelog_configs(retention_s),
+        extra_topic_configs=changelog_configs(settings.processed_cache_retention_s),
         help="Input eventIds processed (committed and published): a cache in front of processed_events",
     )
 
@@ -154,7 +157,7 @@ class Resources(faust.Service):
         try:
             settings = container.settings or container.configure()
             global processed_cache
-            if settings.processed_cache == "table":
+            if processed_table is not None:
                 processed_cache = TableCache(processed_table, settings.processed_cache_retention_s)
             await container.start(app.producer, processed_cache)
         except AcmeCustomerError as error:
@@ -259,6 +262,10 @@ group_offsets = _LazyGroupOffsets()
 _assigned_at: float | None = None
 
 
+def _entries() -> int:
+    return len(processed_table.data) if processed_table is not None else 0
+
+
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub omits the sender it sends
 async def _recovery_begins(app: Any, assigned: Any, **kwargs: Any) -> None:
     global _assigned_at
@@ -269,12 +276,12 @@ async def _recovery_begins(app: Any, assigned: Any, **kwargs: Any) -> None:
 async def _recovery_ends(app: Any, **kwargs: Any) -> None:
     """Tables recovered, streams resume: how long the processed-eventId table took, and its size."""
     global _assigned_at
-    if _assigned_at is not None:
+    if _assigned_at is not None and processed_table is not None:
         seconds = time.monotonic() - _assigned_at
         metrics.processed_cache_recovery_seconds.observe(seconds)
-        logger.info("processed-eventId table recovered in %.2f s: %d entries", seconds, len(processed_table.data))
+        logger.info("processed-eventId table recovered in %.2f s: %d entries", seconds, _entries())
         _assigned_at = None
-    metrics.processed_cache_entries.set(len(processed_table.data))
+    metrics.processed_cache_entries.set(_entries())
 
 
 @app.timer(interval=EXPIRY_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
@@ -298,7 +305,7 @@ async def measure_consumer_lag() -> None:
         logger.warning("consumer lag not measured: %s: %s", type(error).__name__, error)
         return
     metrics.set_consumer_lag(lag_of({(tp.topic, tp.partition): end for tp, end in ends.items()}, committed))
-    metrics.processed_cache_entries.set(len(processed_table.data))
+    metrics.processed_cache_entries.set(_entries())
 
 
 # -- web views --------------------------------------------------------------------------------
@@ -335,9 +342,18 @@ async def ready(self: View, request: Request) -> Response:
             "status": "UP" if healthy else "DOWN",
             "checks": {name: "UP" if up else "DOWN" for name, up in checks.items()},
             "assignedPartitions": len(app.consumer.assignment()),
+            "partitions": _held(app.consumer.assignment()),
         },
         status=200 if healthy else 503,
     )
+
+
+def _held(assignment: Any) -> dict[str, list[int]]:
+    """The partitions this worker holds, by topic (Faust's /assignment/ lists only tables' topics)."""
+    held: dict[str, list[int]] = {}
+    for tp in sorted(assignment):
+        held.setdefault(tp.topic, []).append(tp.partition)
+    return held
 
 
 def _customer_response(document: dict[str, Any]) -> dict[str, Any]:

@@ -79,10 +79,9 @@ def _start(workers: list[Worker], env: dict[str, str], log: Path) -> Worker:
 
 
 def _actives(worker: Worker) -> set[int]:
-    """The identity.user.events partitions the worker holds, from Faust's /assignment/ view."""
-    status, body = http_json(f"{worker.url}/assignment/")
-    assert status == 200, body
-    return set(body["actives"].get(USER_EVENTS, []))
+    """The identity.user.events partitions the worker holds, from its /ready view."""
+    status, body = http_json(f"{worker.url}/ready")
+    return set(body.get("partitions", {}).get(USER_EVENTS, [])) if status == 200 else set()
 
 
 # -- several workers per host --------------------------------------------------------------------
@@ -170,6 +169,8 @@ def test_one_metrics_view_serves_the_storys_metrics_faust_s_monitor_and_the_lag_
     status, stats = http_json(f"{worker.url}/")
     assert status == 200 and any("messages_received_total" in sensor for sensor in stats.values()), stats
     assert _actives(worker) == set(range(12))
+    status, assignment = http_json(f"{worker.url}/assignment/")  # Faust's: only tables' topics, none here
+    assert status == 200 and set(assignment) == {"actives", "standbys"}, assignment
     status, performance = http_json(f"{worker.url}/performance/")
     assert status == 200 and performance, performance
 
