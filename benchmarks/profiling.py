@@ -36,6 +36,8 @@ AREAS = {
     "asyncio: event loop, epoll wait, transports": r"\((asyncio/|selectors\.py)",
     # blocked in queue.get, which py-spy does not see as idle
     "thread pool threads, waiting": r"\(concurrent/futures/thread\.py|\(threading\.py",
+    # a sample whose stack holds no Python frame, only the flame graph's root
+    "no Python frame (native code, garbage collection)": r"^all$",
 }
 OTHER = "other"
 
