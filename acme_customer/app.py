@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -29,6 +30,7 @@ from acme_customer.adapters.kafka import (
     USER_EVENTS,
     USER_EVENTS_DLQ,
 )
+from acme_customer.adapters.processed_table import TABLE_NAME, TableCache, changelog_configs
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.entrypoints import web_server
@@ -44,10 +46,13 @@ from acme_customer.stream.trace_context import consuming
 
 APP_ID = "customer-service"
 LAG_INTERVAL_S = 5.0  # how often consumer_lag_records is measured
+EXPIRY_INTERVAL_S = 600.0  # how often the processed-eventId table drops entries past the retention
+INPUT_PARTITIONS = 12  # identity.user.events: the table's changelog has as many, one for one
 container = Container()
 logger = logging.getLogger(__name__)
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
+processed_cache: TableCache | None = None  # the table's cache, when PROCESSED_CACHE=table
 
 
 @app.on_configured.connect  # type: ignore[arg-type]  # faust's stub omits the conf positional it sends
@@ -76,7 +81,8 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     # Faust's views for operators: / (sensor statistics), /assignment/, /performance/ (docs/operations.md)
     conf.web_stats_enabled = True
     conf.web_metrics_enabled = True
-    conf.store = "memory://"
+    conf.store = "memory://"  # the table's entries are rebuilt from its changelog (docs/reliability.md)
+    conf.table_standby_replicas = 0  # a cache needs no standby copies on other workers
     conf.consumer_auto_offset_reset = "earliest"
     conf.topic_allow_declare = True
     conf.topic_disable_leader = True  # no leader topic: we use no Faust leader election
@@ -116,13 +122,41 @@ customer_events_topic = _raw_topic(CUSTOMER_EVENTS)
 dead_letter_topics = [_raw_topic(USER_EVENTS_DLQ), _raw_topic(CUSTOMER_EVENTS_DLQ)]
 
 
+def _declare_processed_table() -> Any:
+    """eventId -> when it was processed; its changelog partitions are the input's (adapters/processed_table.py).
+
+    Declared after the hook above is connected: declaring a table reads the app's configuration,
+    and the configuration is what the hook writes (settings read once, here, at import).
+    """
+    retention_s = container.settings.processed_cache_retention_s if container.settings else None
+    if retention_s is None:
+        app.conf  # noqa: B018  # runs the hook: the settings from the environment, or one line and exit 2
+        assert container.settings is not None
+        retention_s = container.settings.processed_cache_retention_s
+    return app.Table(
+        TABLE_NAME,
+        partitions=INPUT_PARTITIONS,
+        key_type=str,
+        value_type=float,
+        extra_topic_configs=changelog_configs(retention_s),
+        help="Input eventIds processed (committed and published): a cache in front of processed_events",
+    )
+
+
+processed_table = _declare_processed_table()
+
+
 @app.service
 class Resources(faust.Service):
     """Opens the database pools when the worker starts and closes them when it stops."""
 
     async def on_start(self) -> None:
         try:
-            await container.start(app.producer)
+            settings = container.settings or container.configure()
+            global processed_cache
+            if settings.processed_cache == "table":
+                processed_cache = TableCache(processed_table, settings.processed_cache_retention_s)
+            await container.start(app.producer, processed_cache)
         except AcmeCustomerError as error:
             # one clear line, not a traceback: the operator has something to fix
             print(fatal_line(f"acme-customer: cannot start: {error}", os.environ), file=sys.stderr, flush=True)
@@ -220,6 +254,37 @@ class _LazyGroupOffsets:
 group_offsets = _LazyGroupOffsets()
 
 
+# -- the processed-eventId table: size, expiry, recovery time ----------------------------------
+
+_assigned_at: float | None = None
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub omits the sender it sends
+async def _recovery_begins(app: Any, assigned: Any, **kwargs: Any) -> None:
+    global _assigned_at
+    _assigned_at = time.monotonic()
+
+
+@app.on_rebalance_complete.connect  # type: ignore[arg-type]
+async def _recovery_ends(app: Any, **kwargs: Any) -> None:
+    """Tables recovered, streams resume: how long the processed-eventId table took, and its size."""
+    global _assigned_at
+    if _assigned_at is not None:
+        seconds = time.monotonic() - _assigned_at
+        metrics.processed_cache_recovery_seconds.observe(seconds)
+        logger.info("processed-eventId table recovered in %.2f s: %d entries", seconds, len(processed_table.data))
+        _assigned_at = None
+    metrics.processed_cache_entries.set(len(processed_table.data))
+
+
+@app.timer(interval=EXPIRY_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+async def expire_processed_cache() -> None:
+    if processed_cache is not None:
+        expired = processed_cache.expire()
+        if expired:
+            logger.info("processed-eventId table: %d entries past the retention dropped", expired)
+
+
 @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
 async def measure_consumer_lag() -> None:
     """consumer_lag_records{topic,partition} for the input partitions this worker holds."""
@@ -233,6 +298,7 @@ async def measure_consumer_lag() -> None:
         logger.warning("consumer lag not measured: %s: %s", type(error).__name__, error)
         return
     metrics.set_consumer_lag(lag_of({(tp.topic, tp.partition): end for tp, end in ends.items()}, committed))
+    metrics.processed_cache_entries.set(len(processed_table.data))
 
 
 # -- web views --------------------------------------------------------------------------------

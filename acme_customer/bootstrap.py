@@ -28,7 +28,7 @@ from acme_customer.entrypoints.api_auth import ApiAccess
 from acme_customer.service_layer.ports import CustomerStore
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel
 from acme_customer.stream.project_customer import CustomerEventProjector
-from acme_customer.stream.register_customer import RegisterCustomerHandler
+from acme_customer.stream.register_customer import ProcessedCache, RegisterCustomerHandler, SeenEvents
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ async def bootstrap(
     stores: Stores,
     registry: AsyncSchemaRegistryClient | None = None,
     env: Mapping[str, str] = os.environ,
+    seen: SeenEvents | None = None,
 ) -> Services:
     """Build the handlers over the given stores and producer (the worker's, or a test's fakes).
 
@@ -110,6 +111,7 @@ async def bootstrap(
             dead_letters=publisher,
             decode=user_events.decode,
             backoff=settings.retry_backoff,
+            seen=seen if seen is not None else ProcessedCache(),
         ),
         project_customer=CustomerEventProjector(
             source=stores.profiles,
@@ -159,11 +161,11 @@ class Container:
         await self._started.wait()
         return self.services
 
-    async def start(self, producer: Producer) -> Services:
+    async def start(self, producer: Producer, seen: SeenEvents | None = None) -> Services:
         settings = self.settings or self.configure()
         stores = await open_stores(settings)
         try:
-            self._services = await bootstrap(settings, producer, stores, registry_of(settings))
+            self._services = await bootstrap(settings, producer, stores, registry_of(settings), seen=seen)
         except BaseException:
             await stores.close()
             raise

@@ -131,6 +131,8 @@ class Settings:
     # none: the API is disabled. Never in a repr: settings may end up in a log line.
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     api_tokens_file: str | None = None
+    processed_cache: str = "table"  # the processed-eventId cache: a Faust table, or this process's memory
+    processed_cache_retention_s: float = 7 * 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -173,6 +175,12 @@ class Settings:
             api_tokens = read_api_tokens_file(api_tokens_file)
         else:
             api_tokens = parse_api_tokens(api_tokens_text) if api_tokens_text else ()
+        processed_cache = env.get("PROCESSED_CACHE", "table").strip().lower() or "table"
+        if processed_cache not in ("table", "memory"):
+            raise ConfigError(f"PROCESSED_CACHE must be 'table' or 'memory', got {processed_cache!r}")
+        retention_days = _float(env, "PROCESSED_CACHE_RETENTION_DAYS", 7.0)
+        if retention_days <= 0:
+            raise ConfigError("PROCESSED_CACHE_RETENTION_DAYS must be more than 0")
         return cls(
             kafka_bootstrap_servers=bootstrap,
             database_url=database_url,
@@ -197,4 +205,6 @@ class Settings:
             ),
             api_tokens=api_tokens,
             api_tokens_file=api_tokens_file,
+            processed_cache=processed_cache,
+            processed_cache_retention_s=retention_days * 86400.0,
         )

@@ -43,6 +43,17 @@ dead_lettered_total = Counter(
 processing_attempts_total = Counter(
     "processing_attempts_total", "Attempts to process a batch, by outcome (ok, retry, exhausted)", ["agent", "outcome"]
 )
+processed_cache_entries = Gauge(
+    "processed_cache_entries", "Entries in this worker's processed-eventId table (the partitions it holds)"
+)
+processed_cache_hits_total = Counter(
+    "processed_cache_hits_total", "Redeliveries found in the processed-eventId cache (counted as duplicate, no query)"
+)
+processed_cache_recovery_seconds = Histogram(
+    "processed_cache_recovery_seconds",
+    "From a partition assignment to the end of table recovery (at start and at each rebalance)",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
 consumer_lag_records = Gauge(
     "consumer_lag_records",
     "Records on an input partition this worker holds that the group has not committed (end - committed)",

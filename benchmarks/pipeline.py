@@ -177,13 +177,14 @@ def run_burst(
     timeout: float = 900,
     while_loaded: Callable[[BenchWorker], Any] | None = None,
     keep: Callable[[BenchWorker], Any] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> PipelineRun:
     """Produce ``burst`` at once into a fresh worker with ``BATCH_SIZE=batch_size`` and time it to the end.
 
     ``while_loaded(worker)`` is called as the burst starts and its result called when the burst
     is projected (a profiler); ``keep(worker)`` runs before the stores are dropped.
     """
-    with bench_worker({"BATCH_SIZE": str(batch_size)}) as bench:
+    with bench_worker({"BATCH_SIZE": str(batch_size), **(extra_env or {})}) as bench:
         expected = burst.unique
         cpu_before = cpu_seconds(bench.pid)
         stop_profile = while_loaded(bench) if while_loaded else None

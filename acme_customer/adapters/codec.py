@@ -10,6 +10,7 @@ are cached, so a warm codec never calls the registry per message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from collections.abc import Awaitable, Callable, Sequence
@@ -64,14 +65,6 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(
         parts._replace(netloc=parts.hostname or "" if parts.port is None else f"{parts.hostname}:{parts.port}")
     )
-
-
-def _answer(error: Exception | None) -> str:
-    """What the registry answered (status and message), or what kept us from asking it."""
-    if isinstance(error, ClientError):
-        status = f"HTTP {error.http_code}: " if error.http_code else ""
-        return f"{status}{error.message}"[:500]
-    return f"{type(error).__name__}: {error}"[:500]
 
 
 def _plain(value: Any) -> Any:
@@ -138,8 +131,21 @@ class TopicCodec:
                 await sleep(delay)
         raise RegistryUnavailable(
             f"schema registry at {_without_credentials(self.client.url_manager.base_url)} failed at start"
-            f" ({len(delays) + 1} attempts): {_answer(failure)}"
+            f" ({len(delays) + 1} attempts): {await self._answer(failure)}"
         )
+
+    async def _answer(self, error: Exception | None) -> str:
+        """What the registry answered (status and message), or what kept us from asking it."""
+        assert self.client is not None
+        if isinstance(error, ClientError):
+            status = f"HTTP {error.http_code}: " if error.http_code else ""
+            return f"{status}{error.message}"[:500]
+        if isinstance(error, ValueError):  # an answer that is not JSON (a proxy's error page): ask once more
+            url, method = self.client.url_manager.url_for("get_compatibility", subject=self.subject)
+            with contextlib.suppress(httpx.HTTPError):
+                response = await self.client.request(url, method=method)
+                return f"HTTP {response.status_code}, not JSON: {' '.join(response.text.split())}"[:500]
+        return f"{type(error).__name__}: {error}"[:500]
 
     async def _register_once(self, schema: AvroSchema) -> int:
         assert self.client is not None

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from acme_customer import observability as metrics
@@ -34,12 +34,21 @@ Decoder = Callable[[bytes | None], Awaitable[Any]]  # the codec at the edge, for
 AGENT = "register_customer"
 
 
-class ProcessedCache:
-    """Recently processed input eventIds: saves a database round trip, guards nothing.
+class SeenEvents(Protocol):
+    """Input eventIds known to be processed (committed and published): a cache, guarding nothing.
 
-    The guard is the ``processed_events`` primary key; this only lets a worker skip a
-    redelivery it has itself seen complete.
+    The guard is the ``processed_events`` primary key; a hit only saves the database round trip
+    of a redelivery. ``add`` is called only after the commit and the publish, with the input
+    partition the event came from (a Faust table keeps the entry with that partition).
     """
+
+    def __contains__(self, event_id: object) -> bool: ...
+
+    def add(self, event_id: UUID, partition: int) -> None: ...
+
+
+class ProcessedCache:
+    """``SeenEvents`` in this process's memory (``PROCESSED_CACHE=memory``): the most recent ones."""
 
     def __init__(self, capacity: int = 100_000):
         self.capacity = capacity
@@ -48,7 +57,7 @@ class ProcessedCache:
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._seen
 
-    def add(self, event_id: UUID) -> None:
+    def add(self, event_id: UUID, partition: int) -> None:
         self._seen[event_id] = None
         self._seen.move_to_end(event_id)
         while len(self._seen) > self.capacity:
@@ -72,7 +81,7 @@ class RegisterCustomerHandler:
     backoff: Sequence[float]
     dead_letters: DeadLetterSink  # what cannot be registered, to the DLQ
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    seen: ProcessedCache = field(default_factory=ProcessedCache)
+    seen: SeenEvents = field(default_factory=ProcessedCache)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def handle(self, records: Sequence[Record]) -> None:
@@ -139,8 +148,9 @@ class RegisterCustomerHandler:
     async def _attempt(self, records: Sequence[Record]) -> Unfinished | None:
         users, unfinished = await self._accept_all(records)
         fresh = [(record, user) for record, user in users if user.event_id not in self.seen]
-        if len(users) > len(fresh):
+        if len(users) > len(fresh):  # found in the cache: no database round trip
             metrics.customer_created_total.labels(status="duplicate").inc(len(users) - len(fresh))
+            metrics.processed_cache_hits_total.inc(len(users) - len(fresh))
         if fresh:
             unfinished = merged(unfinished, await self._register(fresh), records)
         return unfinished
@@ -261,7 +271,7 @@ class RegisterCustomerHandler:
             # not cached: an attempt or a replay of a record not yet on customer.events must publish again
             if outcome.error is not None or user.event_id in unpublished:
                 continue
-            self.seen.add(user.event_id)
+            self.seen.add(user.event_id, record.partition)
             status = "created" if outcome.created else "duplicate"
             metrics.customer_created_total.labels(status=status).inc()
             metrics.event_processing_lag_seconds.labels(event_type=USER_REGISTERED).observe(

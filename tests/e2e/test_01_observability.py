@@ -39,6 +39,16 @@ def console_spans(text: str) -> list[dict[str, Any]]:
     return found
 
 
+def _continues(span: dict[str, Any], trace_id: str, parent: str) -> bool:
+    """The span has ``parent`` (of trace ``trace_id``) as its parent, or a link to it."""
+    if span["context"]["trace_id"] == trace_id and span["parent_id"] == parent:
+        return True
+    return any(
+        link["context"]["trace_id"] == trace_id and link["context"]["span_id"] == parent
+        for link in span.get("links", [])
+    )
+
+
 def produce(bootstrap: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -88,11 +98,14 @@ def test_a_real_worker_keeps_one_trace_across_kafka_and_logs_no_personal_data(
     assert out_traceparent is not None
     assert out_traceparent.decode().split("-")[1] == f"{trace_id:032x}"
     # ... and so do the spans on both sides of customer.events
+    # (a span over a batch of one record has that record's context as its parent; over several, it
+    # links each: a redelivered leftover can share the batch, so either form continues the trace)
     spans = console_spans(stdout.read_text())
-    by_name = {span["name"]: span for span in spans if span["context"]["trace_id"] == f"0x{trace_id:032x}"}
-    assert {"consume_user_registered_event", "publish_customer_registered", "project_read_model"} <= set(by_name)
-    assert by_name["consume_user_registered_event"]["parent_id"] == f"0x{span_id:016x}"
-    assert by_name["project_read_model"]["parent_id"] == "0x" + out_traceparent.decode().split("-")[2]
+    identity, out_span = f"0x{trace_id:032x}", "0x" + out_traceparent.decode().split("-")[2]
+    consumed = [span for span in spans if span["name"] == "consume_user_registered_event"]
+    assert any(_continues(span, identity, f"0x{span_id:016x}") for span in consumed), consumed
+    projected = [span for span in spans if span["name"] == "project_read_model"]
+    assert any(_continues(span, identity, out_span) for span in projected), projected
 
     errors = stderr.read_text()
     lines = errors.splitlines()

@@ -344,7 +344,7 @@ def test_a_worker_whose_registry_is_unreachable_exits_at_start_with_one_clear_li
     code, text = _start_failure(stack, tmp_path, f"http://127.0.0.1:{free_port()}/apis/ccompat/v7")
 
     _assert_one_clear_line(code, text)
-    assert "schema registry at http://127.0.0.1:" in text and "failed at start: ConnectError" in text
+    assert "schema registry at http://127.0.0.1:" in text and "failed at start (5 attempts): ConnectError" in text
 
 
 def test_a_worker_whose_registry_answers_an_error_page_exits_at_start_with_one_clear_line(
@@ -359,6 +359,8 @@ def test_a_worker_whose_registry_answers_an_error_page_exits_at_start_with_one_c
         server.server_close()
 
     _assert_one_clear_line(code, text)
+    # the registry's own answer (here a proxy's error page), not only the client's complaint
+    assert "(5 attempts): HTTP 503, not JSON: <html><body><h1>503 Service Unavailable</h1></body></html>" in text
 
 
 # -- the registry down while warm (stops the shared registry; keep this test last) --------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -660,3 +661,64 @@ async def test_a_record_the_decoder_fails_on_unexpectedly_is_dead_lettered_alone
 
     assert [(dead.origin[2], dead.error_class) for dead in publisher.dead_letters] == [(101, "FailedAlone")]
     assert sorted(causations(publisher)) == sorted([str(event_id(1)), str(event_id(2))])
+
+
+# --- the processed-eventId cache (issue 12): written after the commit and the publish only -------
+
+
+class RecordedSeen:
+    """SeenEvents that records each entry with its partition (as the Faust table receives them)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[object, int] = {}
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self.entries
+
+    def add(self, event_id: UUID, partition: int) -> None:
+        self.entries[event_id] = partition
+
+
+def _with_seen(store: FakeCustomerStore, publisher: FakePublisher, seen: RecordedSeen) -> RegisterCustomerHandler:
+    return dataclasses.replace(make_handler(store, publisher), seen=seen)
+
+
+async def test_an_event_enters_the_cache_with_its_partition_once_committed_and_published() -> None:
+    store, publisher, seen = FakeCustomerStore(), FakePublisher(), RecordedSeen()
+
+    await _with_seen(store, publisher, seen).handle(batch(user_document(1), user_document(2)))
+
+    assert seen.entries == {event_id(1): 3, event_id(2): 3}  # the records' partition
+
+
+async def test_no_cache_entry_for_an_event_whose_transaction_did_not_commit() -> None:
+    store, publisher, seen = FakeCustomerStore(), FakePublisher(), RecordedSeen()
+    store.failures.always("commit", StoreUnavailable("down"))
+
+    await _with_seen(store, publisher, seen).handle(batch(user_document(1)))
+
+    assert seen.entries == {} and store.customers == {}
+
+
+async def test_no_cache_entry_for_an_event_committed_but_not_published() -> None:
+    store, publisher, seen = FakeCustomerStore(), FakePublisher(), RecordedSeen()
+    publisher.failures.always("publish_customer_registered", PublishFailed("no acknowledgement"))
+
+    await _with_seen(store, publisher, seen).handle(batch(user_document(1)))
+
+    assert len(store.customers) == 1 and seen.entries == {}  # a redelivery must publish it
+
+
+async def test_a_cached_event_is_a_duplicate_without_a_transaction() -> None:
+    store, publisher, seen = FakeCustomerStore(), FakePublisher(), RecordedSeen()
+    seen.entries[event_id(1)] = 3  # recovered from the table after a restart
+    duplicates = sample("customer_created_total", status="duplicate")
+    hits = sample("processed_cache_hits_total")
+    transactions = sample("processing_attempts_total", agent="register_customer", outcome="ok")
+
+    await _with_seen(store, publisher, seen).handle(batch(user_document(1)))
+
+    assert sample("customer_created_total", status="duplicate") == duplicates + 1
+    assert sample("processed_cache_hits_total") == hits + 1
+    assert sample("processing_attempts_total", agent="register_customer", outcome="ok") == transactions
+    assert store.customers == {} and publisher.published == []
