@@ -30,8 +30,8 @@ test: stack lint unit
 	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults
 
 lint: install
-	$(BIN)/ruff check acme_customer tests
-	$(BIN)/ruff format --check acme_customer tests
+	$(BIN)/ruff check acme_customer tests benchmarks
+	$(BIN)/ruff format --check acme_customer tests benchmarks
 	$(BIN)/mypy
 
 ## the unit tests alone (no stack), with branch coverage of the pure and the stream-handling code:

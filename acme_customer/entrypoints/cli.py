@@ -221,6 +221,43 @@ def _demo(_: argparse.Namespace) -> int:
     return run()
 
 
+def _bench(args: argparse.Namespace) -> int:
+    # The benchmark drives real workers with the test harness (tests/e2e) and lives beside it in the
+    # checkout (benchmarks/), not in the installed package: it is a development tool, like devstack.
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import importlib
+
+    try:
+        # by name: the benchmark is development code outside the package (and outside mypy --strict)
+        bench = importlib.import_module("benchmarks.bench")
+    except ImportError as error:
+        print(f"acme-customer bench: needs a checkout with the dev requirements installed ({error})", file=sys.stderr)
+        return 2
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "MONGODB_URI", "SCHEMA_REGISTRY_URL"):
+        if not os.environ.get(name):
+            print(f"acme-customer bench: {name} is not set (set -a; . .devstack/env; set +a)", file=sys.stderr)
+            return 2
+    given = {
+        name: value
+        for name, value in {
+            "events": args.events,
+            "runs": args.runs,
+            "batch_size": args.batch_size,
+            "per_event_events": args.per_event_events,
+            "latency_seconds": args.latency_seconds,
+            "offered_rate": args.offered_rate,
+            "pgbench_seconds": args.pgbench_seconds,
+            "profile_dir": args.profile,
+        }.items()
+        if value is not None
+    }
+    given["results_dir"] = args.results_dir or bench.DEFAULT_RESULTS
+    given["figure"] = not args.no_figure
+    options = bench.Options.quick(**given) if args.quick else bench.Options(**given)
+    return int(bench.main(options))
+
+
 def _worker(args: argparse.Namespace) -> int:
     from acme_customer.app import app
 
@@ -270,6 +307,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job end to end on the local stack and show the result")
     demo.set_defaults(handler=_demo)
+
+    bench = commands.add_parser(
+        "bench",
+        help="the pipeline against the database and read-model limits (docs/performance.md)",
+        description="Measures the pipeline with real workers on the stack the environment names and compares it "
+        "with what PostgreSQL (the same SQL directly, pgbench) and the Mongo server allow; prints one table and "
+        "writes bench/results/<timestamp>.json and .png. Defaults: 20,000 events, 3 runs, medians.",
+    )
+    bench.add_argument("--quick", action="store_true", help="2,000 events, one run, a 5 s latency phase (the tests')")
+    bench.add_argument("--events", type=int, help="events in the batched burst (default 20,000)")
+    bench.add_argument("--runs", type=int, help="runs of each figure; the median is reported (default 3)")
+    bench.add_argument("--batch-size", type=int, help="BATCH_SIZE of the batched runs (default: the service's, 100)")
+    bench.add_argument("--per-event-events", type=int, help="events in the BATCH_SIZE=1 burst (default 2,000)")
+    bench.add_argument("--latency-seconds", type=float, help="length of the offered-load phase (default 60)")
+    bench.add_argument("--offered-rate", type=float, help="events/s offered in the latency phase (default 500)")
+    bench.add_argument("--pgbench-seconds", type=float, help="length of each pgbench run (default 10)")
+    bench.add_argument("--results-dir", type=Path, help="where the JSON and PNG go (default bench/results)")
+    bench.add_argument("--profile", type=Path, metavar="DIR", help="py-spy flame graphs of the first runs into DIR")
+    bench.add_argument("--no-figure", action="store_true", help="no PNG (without matplotlib)")
+    bench.set_defaults(handler=_bench)
 
     worker = commands.add_parser("worker", help="run the Faust worker (same as faust -A acme_customer.app worker)")
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)
