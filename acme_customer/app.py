@@ -48,7 +48,8 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
         settings = container.configure()
         configure_tracing(os.environ)
     except ConfigError as error:
-        print(f"acme-customer: configuration error: {error}", file=sys.stderr)
+        for problem in error.problems:
+            print(f"acme-customer: configuration error: {problem}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
     conf.broker = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]

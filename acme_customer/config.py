@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from acme_customer.errors import ConfigError
 
-DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0)  # AC-0002-03-09
+DEFAULT_BACKOFF: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)  # AC-0002-03-09
+_T = TypeVar("_T")
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -58,6 +60,69 @@ def _backoff(env: Mapping[str, str]) -> tuple[float, ...]:
     return delays
 
 
+class _Problems:
+    """Every problem with the settings, so that one run reports them all, each on its own line."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def read(self, reader: Callable[[], _T], fallback: _T) -> _T:
+        """``reader()``, or ``fallback`` with its problems noted."""
+        try:
+            return reader()
+        except ConfigError as error:
+            self.found.extend(error.problems)
+            return fallback
+
+
+def _bootstrap_servers(env: Mapping[str, str]) -> str:
+    bootstrap = _required(env, "KAFKA_BOOTSTRAP_SERVERS")
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got {bootstrap!r}")
+    return bootstrap
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], what: str) -> str:
+    value = _required(env, name)
+    if urlparse(value).scheme not in schemes:
+        raise ConfigError(f"{name} must be {what}")  # not the value: it may hold a password
+    return value
+
+
+def _event_format(env: Mapping[str, str]) -> str:
+    event_format = env.get("EVENT_FORMAT", "avro").strip().lower() or "avro"
+    if event_format not in ("json", "avro"):
+        raise ConfigError(f"EVENT_FORMAT must be 'avro' or 'json', got {event_format!r}")
+    return event_format
+
+
+def _registry_url(env: Mapping[str, str], event_format: str | None) -> str | None:
+    registry_url = env.get("SCHEMA_REGISTRY_URL", "").strip() or None
+    if event_format == "avro" and registry_url is None:
+        raise ConfigError("EVENT_FORMAT=avro (the default) needs SCHEMA_REGISTRY_URL; set it, or EVENT_FORMAT=json")
+    if registry_url is not None and urlparse(registry_url).scheme not in ("http", "https"):
+        raise ConfigError("SCHEMA_REGISTRY_URL must be an http:// or https:// URL")
+    return registry_url
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
+    return log_level
+
+
+def _security_protocol(env: Mapping[str, str]) -> str:
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper() or "PLAINTEXT"
+    if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got {protocol!r}"
+        )
+    return protocol
+
+
 @dataclass(frozen=True)
 class KafkaSecurity:
     """TLS/SASL settings passed through to the Kafka client (all optional)."""
@@ -88,48 +153,40 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Read and check every setting; raise ConfigError naming the first bad one."""
-        bootstrap = _required(env, "KAFKA_BOOTSTRAP_SERVERS")
-        for server in bootstrap.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got {bootstrap!r}")
-        database_url = _required(env, "DATABASE_URL")
-        if urlparse(database_url).scheme not in ("postgresql", "postgres"):
-            raise ConfigError("DATABASE_URL must be a postgresql:// URL")
-        mongodb_uri = _required(env, "MONGODB_URI")
-        if urlparse(mongodb_uri).scheme not in ("mongodb", "mongodb+srv"):
-            raise ConfigError("MONGODB_URI must be a mongodb:// or mongodb+srv:// URI")
-        event_format = env.get("EVENT_FORMAT", "avro").strip().lower() or "avro"
-        if event_format not in ("json", "avro"):
-            raise ConfigError(f"EVENT_FORMAT must be 'avro' or 'json', got {event_format!r}")
-        registry_url = env.get("SCHEMA_REGISTRY_URL", "").strip() or None
-        if event_format == "avro" and registry_url is None:
-            raise ConfigError("EVENT_FORMAT=avro (the default) needs SCHEMA_REGISTRY_URL; set it, or EVENT_FORMAT=json")
-        if registry_url is not None and urlparse(registry_url).scheme not in ("http", "https"):
-            raise ConfigError("SCHEMA_REGISTRY_URL must be an http:// or https:// URL")
-        log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
-        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
-        protocol = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper() or "PLAINTEXT"
-        if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-            raise ConfigError(
-                f"KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got {protocol!r}"
-            )
+        """Read and check every setting; raise ConfigError naming every bad one, in this order."""
+        problems = _Problems()
+        bootstrap = problems.read(lambda: _bootstrap_servers(env), "")
+        database_url = problems.read(
+            lambda: _url(env, "DATABASE_URL", ("postgresql", "postgres"), "a postgresql:// URL"), ""
+        )
+        mongodb_uri = problems.read(
+            lambda: _url(env, "MONGODB_URI", ("mongodb", "mongodb+srv"), "a mongodb:// or mongodb+srv:// URI"), ""
+        )
+        event_format = problems.read(lambda: _event_format(env), None)
+        registry_url = problems.read(lambda: _registry_url(env, event_format), None)
+        log_level = problems.read(lambda: _log_level(env), "INFO")
+        protocol = problems.read(lambda: _security_protocol(env), "PLAINTEXT")
+        web_port = problems.read(lambda: _int(env, "WEB_PORT", 6066, maximum=65535), 6066)
+        batch_size = problems.read(lambda: _int(env, "BATCH_SIZE", 100), 100)
+        projection_batch_size = problems.read(lambda: _int(env, "PROJECTION_BATCH_SIZE", 500), 500)
+        batch_within_seconds = problems.read(lambda: _float(env, "BATCH_WITHIN_SECONDS", 0.05), 0.05)
+        retry_backoff = problems.read(lambda: _backoff(env), DEFAULT_BACKOFF)
+        if problems.found:
+            raise ConfigError(*problems.found)
         return cls(
             kafka_bootstrap_servers=bootstrap,
             database_url=database_url,
             mongodb_uri=mongodb_uri,
             mongodb_database=env.get("MONGODB_DATABASE", "customer").strip() or "customer",
             schema_registry_url=registry_url,
-            event_format=event_format,
-            web_port=_int(env, "WEB_PORT", 6066, maximum=65535),
+            event_format=event_format or "avro",
+            web_port=web_port,
             web_host=env.get("WEB_HOST", "127.0.0.1").strip() or "127.0.0.1",
             log_level=log_level,
-            batch_size=_int(env, "BATCH_SIZE", 100),
-            projection_batch_size=_int(env, "PROJECTION_BATCH_SIZE", 500),
-            batch_within_seconds=_float(env, "BATCH_WITHIN_SECONDS", 0.05),
-            retry_backoff=_backoff(env),
+            batch_size=batch_size,
+            projection_batch_size=projection_batch_size,
+            batch_within_seconds=batch_within_seconds,
+            retry_backoff=retry_backoff,
             kafka_security=KafkaSecurity(
                 protocol=protocol,
                 sasl_mechanism=env.get("KAFKA_SASL_MECHANISM") or None,

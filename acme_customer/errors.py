@@ -1,7 +1,8 @@
 """The service's exception tree; each driver's errors are mapped onto it once, in its adapter.
 
 AcmeCustomerError
-├── ConfigError            a setting is missing or malformed (stops the worker at start)
+├── ConfigError            settings missing or malformed, one line each in ``problems`` (stops
+│                          the worker at start)
 ├── StoreConflict          a uniqueness constraint fired (a concurrent writer got there first):
 │                          redo the record alone, where it resolves as a duplicate
 ├── StoreDefect            PostgreSQL refused the statement, not the data (a bug, a missing
@@ -36,7 +37,11 @@ class AcmeCustomerError(Exception):
 
 
 class ConfigError(AcmeCustomerError):
-    """A setting is missing or malformed."""
+    """One or more settings are missing or malformed; ``problems`` holds one line for each."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class PermanentError(AcmeCustomerError):

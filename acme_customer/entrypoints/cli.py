@@ -127,7 +127,8 @@ def _settings_or_exit() -> Settings | None:
     try:
         return Settings.from_env(os.environ)
     except ConfigError as error:
-        print(f"acme-customer: {error}", file=sys.stderr)
+        for problem in error.problems:
+            print(f"acme-customer: {problem}", file=sys.stderr)
         return None
 
 
