@@ -39,7 +39,28 @@ APP_ID = "customer-service"
 container = Container()
 tracer = trace.get_tracer("acme_customer")
 
-app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
+
+class Worker(faust.Worker):
+    """Faust's worker, which first makes sure a Kafka bootstrap server answers.
+
+    Faust starts its producer before any service of ours, and an unreachable broker there is a
+    traceback and exit 1; here it is one line and exit 2, like any other dependency at start.
+    """
+
+    async def on_first_start(self) -> None:
+        settings = container.settings  # set by ``configure`` below, before the worker starts
+        if settings is not None and not await asyncio.to_thread(kafka_reachable, settings.kafka_bootstrap_servers):
+            print(
+                f"acme-customer: cannot start: Kafka at {settings.kafka_bootstrap_servers} unreachable"
+                " (no bootstrap server accepts a connection)",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(2)
+        await super().on_first_start()
+
+
+app = faust.App(APP_ID, autodiscover=False, web_enabled=True, Worker=Worker)
 
 
 @app.on_configured.connect  # type: ignore[arg-type]  # faust's stub omits the conf positional it sends

@@ -19,6 +19,7 @@ AcmeCustomerError
     ├── ReadModelUnavailable  MongoDB failed a request
     │   └── ReadModelUnreachable  MongoDB did not answer at all (down, restarting)
     ├── RegistryUnavailable   the schema registry could not be asked (only when a schema id is new)
+    ├── BrokerUnavailable  an operator command's Kafka client could not reach the brokers
     ├── PublishFailed      Kafka did not acknowledge a produced record in time
     └── UnexplainedFailure an unexpected error that no single record explains (it struck a record
                            alone, or two records in a row): retried on the schedule, then
@@ -98,6 +99,10 @@ class ReadModelUnreachable(ReadModelUnavailable):
 
 class RegistryUnavailable(TransientError):
     """The schema registry could not be reached or answered an error."""
+
+
+class BrokerUnavailable(TransientError):
+    """Kafka could not be reached by a client of ours (bootstrap, metadata, a read)."""
 
 
 class PublishFailed(TransientError):

@@ -52,6 +52,18 @@ def translate(error: Exception) -> Exception:
     return StoreDefect(f"PostgreSQL refused the statement: {type(error).__name__} ({sqlstate or 'no SQLSTATE'})")
 
 
+def connection_failed(error: psycopg.Error) -> Exception:
+    """Our error for a failed connection or operator statement, with the driver's first line.
+
+    For operators (start-up, the CLI): libpq's reason names the host and port and why
+    ("Connection refused", "password authentication failed for user …"), never a password.
+    """
+    if isinstance(error, psycopg.OperationalError):
+        lines = str(error).strip().splitlines()
+        return StoreUnavailable(f"PostgreSQL unavailable: {lines[0] if lines else type(error).__name__}")
+    return translate(error)
+
+
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     try:

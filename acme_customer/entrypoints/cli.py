@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,13 @@ if TYPE_CHECKING:
     from acme_customer.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Exit codes of every command (docs/operations.md, "Exit codes"); argparse's usage errors are 2 too
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # the command ran and found something wrong (verify, reconcile, schemas check, devstack status)
+EXIT_CONFIGURATION = 2  # a setting missing or malformed: the command could not run as configured
+EXIT_UNAVAILABLE = 3  # PostgreSQL, MongoDB, Kafka or the schema registry unreachable or refusing
+EXIT_REPAIRS_PENDING = 4  # reconcile without --apply: there is something --apply would repair
 
 
 def _devstack_root() -> Path:
@@ -53,7 +61,7 @@ def _migrate(_: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     if settings is None:
-        return 2
+        return EXIT_CONFIGURATION
     applied = apply_migrations(settings.database_url)
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")
     return 0
@@ -67,7 +75,7 @@ def _topics(args: argparse.Namespace) -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
     if not bootstrap:
         print("acme-customer: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     created = asyncio.run(ensure_topics(bootstrap, partitions=args.partitions))
     print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
     return 0
@@ -107,7 +115,7 @@ def _schemas(args: argparse.Namespace) -> int:
     registry_url = os.environ.get("SCHEMA_REGISTRY_URL", "")
     if not registry_url:
         print("acme-customer: SCHEMA_REGISTRY_URL is not set", file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     failed = False
     for path in sorted((REPO / "avro").glob("*.avsc")):
         current = json.loads(path.read_text())
@@ -141,7 +149,7 @@ def _dlq(args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     if settings is None:
-        return 2
+        return EXIT_CONFIGURATION
     since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
     topic = args.topic
     letters = asyncio.run(
@@ -202,7 +210,7 @@ def _projections(_: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     if settings is None:
-        return 2
+        return EXIT_CONFIGURATION
 
     async def rebuild() -> tuple[int, int]:
         stores = await open_stores(settings)
@@ -223,6 +231,15 @@ def _demo(_: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from acme_customer.config import Settings
+    from acme_customer.errors import ConfigError
+
+    try:  # checked here first: Faust reads WEB_PORT itself, at import, and a bad one is its traceback
+        Settings.from_env(os.environ)
+    except ConfigError as error:
+        for problem in error.problems:  # as the app's own check words it
+            print(f"acme-customer: configuration error: {problem}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     from acme_customer.app import app
 
     sys.argv = ["acme-customer", "worker", *args.faust_args]
@@ -279,8 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from acme_customer.errors import AcmeCustomerError, ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    # aiokafka logs each refused connection at ERROR before raising; the error is ours to report, once
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"acme-customer: {problem}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    except AcmeCustomerError as error:  # a dependency unreachable or refusing: one line, no traceback
+        print(f"acme-customer: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":
