@@ -261,6 +261,18 @@ class PostgresCustomerStore(CustomerStore):
             return False
 
 
+# What ``customer_of`` reads: ``customers c`` joined with ``customer_preferences p``
+PROFILE_COLUMNS = (
+    "c.id AS customer_id, c.user_id, c.customer_number, c.first_name, c.last_name, c.email,"
+    " c.registered_at, c.last_activity_at, c.email_verified, c.status, c.type, c.preferred_locale,"
+    " c.timezone, c.preferred_currency, p.email_notifications AS pref_email,"
+    " p.sms_notifications AS pref_sms, p.push_notifications AS pref_push,"
+    " p.marketing_communications AS pref_marketing,"
+    " p.share_data_with_partners AS pref_share_data_with_partners,"
+    " p.allow_analytics AS pref_allow_analytics"
+)
+
+
 class PostgresProfiles(ProfileSource):
     """Loads customers (with preferences) for the read-model projection."""
 
@@ -271,21 +283,14 @@ class PostgresProfiles(ProfileSource):
         try:
             async with self.pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
                 await cursor.execute(
-                    "SELECT c.id AS customer_id, c.user_id, c.customer_number, c.first_name, c.last_name, c.email,"
-                    " c.registered_at, c.last_activity_at, c.email_verified, c.status, c.type, c.preferred_locale,"
-                    " c.timezone, c.preferred_currency, p.email_notifications AS pref_email,"
-                    " p.sms_notifications AS pref_sms, p.push_notifications AS pref_push,"
-                    " p.marketing_communications AS pref_marketing,"
-                    " p.share_data_with_partners AS pref_share_data_with_partners,"
-                    " p.allow_analytics AS pref_allow_analytics"
-                    " FROM customers c JOIN customer_preferences p ON p.customer_id = c.id"
+                    f"SELECT {PROFILE_COLUMNS} FROM customers c JOIN customer_preferences p ON p.customer_id = c.id"
                     " WHERE c.id = ANY(%(ids)s)",
                     {"ids": list(customer_ids)},
                 )
                 rows = await cursor.fetchall()
         except psycopg.Error as error:
             raise translate(error) from error
-        return [_customer_of(row) for row in rows]
+        return [customer_of(row) for row in rows]
 
 
 def _customer_row(customer: Customer) -> dict[str, Any]:
@@ -317,7 +322,7 @@ def _preferences_row(preferences: Preferences) -> dict[str, Any]:
     return {name: getattr(preferences, name) for name in _PREFERENCES}
 
 
-def _customer_of(row: dict[str, Any]) -> Customer:
+def customer_of(row: dict[str, Any]) -> Customer:
     """A customer from a ``customers`` row joined with its preferences (``pref_``-prefixed)."""
     fields = {name: value for name, value in row.items() if not name.startswith("pref_")}
     fields["customer_number"] = CustomerNumber.parse(fields["customer_number"])

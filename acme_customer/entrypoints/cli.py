@@ -224,6 +224,98 @@ def _projections(_: argparse.Namespace) -> int:
     return 0
 
 
+def _month(text: str) -> str:
+    """``--since YYYY-MM`` as the YYYYMM of customer numbers."""
+    import re
+
+    match = re.fullmatch(r"([0-9]{4})-(0[1-9]|1[0-2])", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected a month as YYYY-MM, got {text!r}")
+    return match.group(1) + match.group(2)
+
+
+class _Progress:
+    """How far a walk is, on stderr: one line rewritten in place on a terminal, else a line every 10 s."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.started = self.last = self.clock()
+        self.terminal = sys.stderr.isatty()
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, what: str, done: int) -> None:
+        self.counts[what] = done
+        now = self.clock()
+        if now - self.last >= (0.2 if self.terminal else 10.0):
+            self.last = now
+            line = f"{what}: {done:,} checked ({now - self.started:.0f} s)"
+            print(f"\r{line:<70}" if self.terminal else line, end="" if self.terminal else "\n", file=sys.stderr)
+
+    def summary(self) -> str:
+        if self.terminal:
+            print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+        checked = ", ".join(f"{count:,} {what}" for what, count in self.counts.items())
+        return f"checked {checked or 'nothing'} in {self.clock() - self.started:.1f} s"
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.bootstrap import open_audit
+    from acme_customer.service_layer.verify_stores import Findings, verify_stores
+
+    settings = _settings_or_exit()
+    if settings is None:
+        return EXIT_CONFIGURATION
+    progress = _Progress()
+
+    async def verify() -> Findings:
+        audit = await open_audit(settings)
+        try:
+            return await verify_stores(audit.command, audit.read_model, args.since, progress)
+        finally:
+            await audit.close()
+
+    findings = asyncio.run(verify())
+    for line in findings.lines():
+        print(line)
+    kinds = len(findings.kinds())
+    print(f"verify: {f'{kinds} kind(s) of finding' if kinds else 'no findings'}; {progress.summary()}")
+    return EXIT_FINDINGS if findings else EXIT_OK
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.bootstrap import open_audit, open_repairs
+    from acme_customer.service_layer.reconcile_stores import Reconciliation, reconcile_stores
+
+    settings = _settings_or_exit()
+    if settings is None:
+        return EXIT_CONFIGURATION
+    progress = _Progress()
+
+    async def reconcile() -> Reconciliation:
+        audit = await open_audit(settings)
+        try:
+            if not args.apply:
+                return await reconcile_stores(audit.command, audit.read_model, None, args.since, progress)
+            async with open_repairs(settings, audit) as repairs:
+                return await reconcile_stores(audit.command, audit.read_model, repairs, args.since, progress)
+        finally:
+            await audit.close()
+
+    result = asyncio.run(reconcile())
+    for line in result.lines():
+        print(line)
+    print(f"reconcile: {'applied' if args.apply else 'dry run, nothing changed'}; {progress.summary()}")
+    if not args.apply and result.pending():
+        return EXIT_REPAIRS_PENDING
+    return EXIT_FINDINGS if result.unrepairable() else EXIT_OK
+
+
 def _demo(_: argparse.Namespace) -> int:
     from acme_customer.entrypoints.demo import run
 
@@ -285,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     projections = commands.add_parser("projections", help="rebuild the MongoDB read model from the event store")
     projections.add_argument("action", choices=["rebuild"])
     projections.set_defaults(handler=_projections)
+
+    verify = commands.add_parser("verify", help="check PostgreSQL, the event store and MongoDB against the invariants")
+    verify.add_argument("--since", type=_month, metavar="YYYY-MM", help="only customers of this month and later")
+    verify.set_defaults(handler=_verify)
+
+    reconcile = commands.add_parser("reconcile", help="repair what verify finds, from PostgreSQL (dry run by default)")
+    reconcile.add_argument("--apply", action="store_true", help="repair; without it, only say what would be done")
+    reconcile.add_argument("--since", type=_month, metavar="YYYY-MM", help="only customers of this month and later")
+    reconcile.set_defaults(handler=_reconcile)
 
     demo = commands.add_parser("demo", help="run the main job end to end on the local stack and show the result")
     demo.set_defaults(handler=_demo)

@@ -156,6 +156,11 @@ async def publish_registrations(outcomes: Sequence[Outcome], publisher: EventPub
     committed and their events unpublished, so the next attempt publishes the stored events.
     """
     events = [outcome.event for outcome in outcomes if outcome.publish and outcome.event is not None]
+    await publish_events(events, publisher, store)
+
+
+async def publish_events(events: Sequence[CustomerRegistered], publisher: EventPublisher, store: CustomerStore) -> None:
+    """Publish CustomerRegistered events (new, or as stored), wait for Kafka, then note them published."""
     if not events:
         return
     await publisher.publish_customer_registered(events)
