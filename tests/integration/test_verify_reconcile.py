@@ -30,7 +30,9 @@ from acme_customer.adapters.codec import TopicCodec
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS
 from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.mongo import MongoReadModel
+from acme_customer.adapters.mongo_audit import MongoAudit
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
+from acme_customer.adapters.postgres_audit import PostgresAudit
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED
 from acme_customer.adapters.topics import read_topic, topic_partitions
 from acme_customer.domain.events import CustomerRegistered
@@ -175,6 +177,23 @@ def test_reconcile_on_healthy_stores_has_nothing_to_do_and_exits_0(stores: Store
 
     assert result.returncode == EXIT_OK, result.stdout + result.stderr
     assert result.stdout.startswith("reconcile: dry run, nothing changed; checked 8 read-model documents")
+
+
+async def test_the_audit_adapters_walk_every_row_once_across_pages(stores: Stores) -> None:
+    command = await PostgresAudit.connect(stores.database_url, page_size=3)
+    read_model = MongoReadModel.create(stores.mongodb_uri, stores.database)
+    try:
+        customers = [state async for page in command.customer_pages(None) for state in page]
+        events = [count async for count, _ in command.orphan_event_pages(None)]
+        processed = [count async for count, _ in command.orphan_processed_pages(None)]
+        documents = [len(page) async for page in MongoAudit(read_model, page_size=3).document_pages(None)]
+    finally:
+        await command.close()
+        await read_model.close()
+
+    ids = [outcome.customer_id for outcome in stores.outcomes]
+    assert [state.customer_id for state in customers] == sorted(ids)  # each once, in keyset order
+    assert (events, processed, documents) == ([3, 3, 2], [3, 3, 2], [3, 3, 2])
 
 
 # -- broken by hand -------------------------------------------------------------------------------
