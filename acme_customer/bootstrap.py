@@ -25,10 +25,18 @@ from acme_customer.adapters.kafka_producer import OnDemandPublisher
 from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.mongo_audit import MongoAudit
-from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, registration_pages
+from acme_customer.adapters.postgres import (
+    PostgresCustomerStore,
+    PostgresProfiles,
+    registration_pages,
+    server_version,
+)
 from acme_customer.adapters.postgres_audit import PostgresAudit
+from acme_customer.adapters.schemas import registry_subjects
+from acme_customer.adapters.topics import missing_topics
 from acme_customer.config import Settings
 from acme_customer.domain.events import CustomerRegistered
+from acme_customer.errors import AcmeCustomerError
 from acme_customer.service_layer.ports import CustomerStore
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel
 from acme_customer.service_layer.reconcile_stores import Repairs
@@ -180,6 +188,58 @@ async def open_repairs(settings: Settings, audit: Audit) -> AsyncIterator[Repair
     finally:
         await publisher.close()
         await store.close()
+
+
+@dataclass(frozen=True)
+class DependencyCheck:
+    """Whether one dependency answered: what it said, or the one-line problem."""
+
+    name: str
+    answer: str | None = None
+    problem: str | None = None
+
+
+async def _checked(name: str, ask: Awaitable[str]) -> DependencyCheck:
+    try:
+        return DependencyCheck(name, answer=await ask)
+    except AcmeCustomerError as error:
+        return DependencyCheck(name, problem=str(error))
+
+
+async def check_dependencies(settings: Settings) -> list[DependencyCheck]:
+    """Ask PostgreSQL, MongoDB, Kafka and the schema registry whether they answer, all at once."""
+
+    async def postgres() -> str:
+        return f"ok (server {await server_version(settings.database_url)})"
+
+    async def mongo() -> str:
+        read_model = MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)
+        try:
+            return f"ok (server {await read_model.server_version()})"
+        finally:
+            await read_model.close()
+
+    async def kafka() -> str:
+        missing = await missing_topics(settings.kafka_bootstrap_servers, settings.kafka_security)
+        if missing:
+            raise AcmeCustomerError(
+                f"Kafka answers, but these topics are missing: {', '.join(missing)} (acme-customer topics ensure)"
+            )
+        return "ok (the contract's 4 topics exist)"
+
+    async def registry() -> str:
+        if settings.schema_registry_url is None:
+            return "not configured (EVENT_FORMAT=json)"
+        return f"ok ({len(await registry_subjects(settings.schema_registry_url))} subjects)"
+
+    return list(
+        await asyncio.gather(
+            _checked("PostgreSQL", postgres()),
+            _checked("MongoDB", mongo()),
+            _checked("Kafka", kafka()),
+            _checked("schema registry", registry()),
+        )
+    )
 
 
 def registry_of(settings: Settings) -> AsyncSchemaRegistryClient | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from acme_customer.errors import ConfigError
 
@@ -195,3 +197,73 @@ class Settings:
                 ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
             ),
         )
+
+
+# -- showing the configuration (``acme-customer config check``) ---------------------------------
+
+MASK = "***"
+# names whose values are secret (settings and environment variables alike)
+_SECRET_NAME = re.compile(r"TOKEN|PASSW(OR)?D|SECRET|CREDENTIAL|HEADERS|API_?KEY|PRIVATE_KEY", re.IGNORECASE)
+# query parameters of a URL whose values are secret (libpq's password=, MongoDB's auth properties, …)
+_SECRET_PARAMETER = re.compile(
+    r"(?P<name>(?:^|[&;])[^=&;]*(?:passw|token|secret|credential|authmechanismproperties)[^=&;]*=)[^&;]*",
+    re.IGNORECASE,
+)
+
+
+def is_secret_name(name: str) -> bool:
+    return _SECRET_NAME.search(name) is not None
+
+
+def without_secrets(text: str) -> str:
+    """``text`` with the password of a URL and its secret query parameters masked."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # not a URL after all (an unbalanced IPv6 bracket)
+        return text
+    if not parts.scheme or not parts.netloc:
+        return text
+    userinfo, at, hosts = parts.netloc.rpartition("@")  # the last @: a raw @ in a password stays inside
+    netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hosts}" if at and ":" in userinfo else parts.netloc
+    query = _SECRET_PARAMETER.sub(lambda match: match["name"] + MASK, parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def shown(name: str, value: object) -> str:
+    """A setting's value as ``config check`` shows it: secrets masked, never printed."""
+    if value is None or value == "" or value == ():
+        return "(unset)"
+    if is_secret_name(name):
+        return MASK
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return without_secrets(str(value))
+
+
+def described(settings: Settings) -> list[tuple[str, str]]:
+    """Every effective setting as (name, value shown), nested ones as ``kafka_security.protocol``."""
+    rows: list[tuple[str, str]] = []
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            rows.extend(
+                (f"{field.name}.{inner.name}", shown(inner.name, getattr(value, inner.name)))
+                for inner in dataclasses.fields(value)
+            )
+        else:
+            rows.append((field.name, shown(field.name, value)))
+    return rows
+
+
+def secrets_in(env: Mapping[str, str]) -> Iterator[str]:
+    """Every secret the environment holds (secret-named values, URL passwords), to scrub from any output."""
+    for name, value in env.items():
+        if is_secret_name(name):
+            yield value
+            yield from (part.strip() for part in value.split(","))
+        try:
+            password = urlsplit(value).password if "://" in value else None
+        except ValueError:
+            password = None
+        if password:
+            yield password

@@ -150,6 +150,20 @@ class MongoReadModel(ReadModel):
         except PyMongoError as error:
             raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
 
+    async def server_version(self) -> str:
+        """The server's version (``config check --connect``); ReadModelUnreachable when it does not answer."""
+        try:
+            info = await self.client.admin.command("buildInfo")
+        except ConnectionFailure as error:
+            raise ReadModelUnreachable(f"MongoDB unreachable: {type(error).__name__}") from error
+        except OperationFailure as error:  # e.g. AuthenticationFailed: the reason's name, not its text
+            raise ReadModelUnavailable(
+                f"MongoDB refused: {(error.details or {}).get('codeName', error.code)}"
+            ) from error
+        except PyMongoError as error:
+            raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
+        return str(info.get("version", "?"))
+
     async def ping(self) -> bool:
         try:
             await self.client.admin.command("ping")

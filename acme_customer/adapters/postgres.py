@@ -64,6 +64,16 @@ def connection_failed(error: psycopg.Error) -> Exception:
     return translate(error)
 
 
+async def server_version(database_url: str, timeout: int = 5) -> str:
+    """The server's version, asked over a connection of its own (``config check --connect``)."""
+    try:
+        async with await psycopg.AsyncConnection.connect(database_url, connect_timeout=timeout) as connection:
+            row = await (await connection.execute("SHOW server_version")).fetchone()
+    except psycopg.Error as error:
+        raise connection_failed(error) from error
+    return str(row[0]) if row else "?"
+
+
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     try:

@@ -78,3 +78,20 @@ async def _backward_problem(
         return None
     finally:
         await client.delete_subject(subject)
+
+
+async def registry_subjects(registry_url: str) -> list[str]:
+    """The subjects the registry holds (``config check --connect``); RegistryUnavailable if it does not answer."""
+    import httpx
+    from schema_registry.client import AsyncSchemaRegistryClient
+    from schema_registry.client.errors import ClientError
+
+    from acme_customer.adapters.codec import without_credentials
+    from acme_customer.errors import RegistryUnavailable
+
+    try:
+        return list(await AsyncSchemaRegistryClient(registry_url, timeout=httpx.Timeout(5.0)).get_subjects())
+    except (httpx.HTTPError, ClientError, ValueError) as error:
+        raise RegistryUnavailable(
+            f"schema registry at {without_credentials(registry_url)} unavailable: {type(error).__name__}"
+        ) from error

@@ -11,8 +11,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, CUSTOMER_EVENTS_DLQ, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.config import KafkaSecurity
 from acme_customer.errors import AcmeCustomerError, BrokerUnavailable
 
 
@@ -23,6 +25,32 @@ async def reaching_kafka(bootstrap_servers: str) -> AsyncIterator[None]:
         yield
     except KafkaError as error:
         raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unavailable: {type(error).__name__}") from error
+
+
+def security_options(security: KafkaSecurity) -> dict[str, Any]:
+    """aiokafka's arguments for the TLS/SASL settings (what the worker hands Faust)."""
+    options: dict[str, Any] = {"security_protocol": security.protocol}
+    if security.protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=security.ssl_cafile)
+    if security.protocol.startswith("SASL"):
+        options["sasl_mechanism"] = security.sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = security.sasl_username
+        options["sasl_plain_password"] = security.sasl_password
+    return options
+
+
+async def missing_topics(bootstrap_servers: str, security: KafkaSecurity) -> list[str]:
+    """The contract's topics the brokers do not have (``config check --connect``); BrokerUnavailable if none answers."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security_options(security))
+    async with reaching_kafka(bootstrap_servers):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+        finally:
+            await admin.close()
+    return [
+        topic for topic in (USER_EVENTS, CUSTOMER_EVENTS, USER_EVENTS_DLQ, CUSTOMER_EVENTS_DLQ) if topic not in existing
+    ]
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partitions: int = 1) -> list[str]:

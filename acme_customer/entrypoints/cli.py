@@ -316,6 +316,44 @@ def _reconcile(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if result.unrepairable() else EXIT_OK
 
 
+def _config(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.config import Settings, described, secrets_in, shown
+    from acme_customer.errors import ConfigError
+
+    secrets = sorted({secret for secret in secrets_in(os.environ) if len(secret) >= 4}, key=len, reverse=True)
+
+    def say(line: str, problem: bool = False) -> None:
+        for secret in secrets:  # belt and braces: no secret in any line, whatever a message quotes
+            line = line.replace(secret, "***")
+        print(f"acme-customer: {line}" if problem else line, file=sys.stderr if problem else sys.stdout)
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as error:
+        for problem in error.problems:
+            say(problem, problem=True)
+        return EXIT_CONFIGURATION
+    rows = described(settings) + [
+        (name, shown(name, value)) for name, value in sorted(os.environ.items()) if name.startswith("OTEL_")
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        say(f"{name:<{width}}  {value}")
+    if not args.connect:
+        return EXIT_OK
+    from acme_customer.bootstrap import check_dependencies
+
+    checks = asyncio.run(check_dependencies(settings))
+    for check in checks:
+        if check.problem is None:
+            say(f"{check.name}: {check.answer}")
+        else:
+            say(check.problem, problem=True)
+    return EXIT_UNAVAILABLE if any(check.problem for check in checks) else EXIT_OK
+
+
 def _demo(_: argparse.Namespace) -> int:
     from acme_customer.entrypoints.demo import run
 
@@ -386,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--apply", action="store_true", help="repair; without it, only say what would be done")
     reconcile.add_argument("--since", type=_month, metavar="YYYY-MM", help="only customers of this month and later")
     reconcile.set_defaults(handler=_reconcile)
+
+    config = commands.add_parser("config", help="show the effective configuration (secrets masked) and its problems")
+    config.add_argument("action", choices=["check"])
+    config.add_argument("--connect", action="store_true", help="also ask each dependency whether it answers")
+    config.set_defaults(handler=_config)
 
     demo = commands.add_parser("demo", help="run the main job end to end on the local stack and show the result")
     demo.set_defaults(handler=_demo)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acme_customer.config import Settings
+from acme_customer.config import Settings, described, secrets_in, shown, without_secrets
 from acme_customer.errors import AcmeCustomerError, ConfigError
 
 REQUIRED = {
@@ -290,3 +290,86 @@ def test_out_of_range_or_non_finite_values_stop_start_up(name: str, value: str) 
     text = config_error(env(**{name: value}))
 
     assert text.startswith(name)
+
+
+# --- shown by config check: secrets masked ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown_as"),
+    [
+        ("postgresql://customer:s3cret@db:5432/customer", "postgresql://customer:***@db:5432/customer"),
+        (
+            "postgresql://customer@db/customer?password=s3cret&sslmode=require",
+            "postgresql://customer@db/customer?password=***&sslmode=require",
+        ),
+        (
+            "mongodb://svc:s3cret@h1:27017,h2:27017/?replicaSet=rs0",
+            "mongodb://svc:***@h1:27017,h2:27017/?replicaSet=rs0",
+        ),
+        ("mongodb://svc:p@ss@host/", "mongodb://svc:***@host/"),
+        (
+            "mongodb+srv://h/?authMechanismProperties=AWS_SESSION_TOKEN:s3cret",
+            "mongodb+srv://h/?authMechanismProperties=***",
+        ),
+        ("http://registry:8081/apis/ccompat/v7", "http://registry:8081/apis/ccompat/v7"),
+        ("broker-1:9092,broker-2:9092", "broker-1:9092,broker-2:9092"),
+    ],
+)
+def test_a_url_is_shown_without_its_password_or_secret_parameters(url: str, shown_as: str) -> None:
+    assert without_secrets(url) == shown_as
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sasl_password",
+        "KAFKA_SASL_PASSWORD",
+        "api_tokens",
+        "API_TOKENS_FILE",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "DB_SECRET",
+    ],
+)
+def test_a_value_whose_name_says_secret_is_never_shown(name: str) -> None:
+    assert shown(name, "s3cret") == "***"
+    assert shown(name, ("token-one", "token-two")) == "***"
+    assert shown(name, None) == "(unset)"
+
+
+def test_every_effective_setting_is_described_and_no_secret_is_in_the_description() -> None:
+    settings = Settings.from_env(
+        env(
+            DATABASE_URL="postgresql://customer:pg-s3cret@db/customer",
+            MONGODB_URI="mongodb://svc:mongo-s3cret@db/",
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_USERNAME="svc",
+            KAFKA_SASL_PASSWORD="kafka-s3cret",
+        )
+    )
+
+    described_settings = dict(described(settings))
+
+    assert described_settings["database_url"] == "postgresql://customer:***@db/customer"
+    assert described_settings["kafka_security.sasl_password"] == "***"
+    assert described_settings["kafka_security.sasl_username"] == "svc"
+    assert described_settings["retry_backoff"] == "1.0,2.0,4.0,8.0,16.0"
+    assert described_settings["kafka_security.ssl_cafile"] == "(unset)"
+    assert len(described_settings) == 18
+    assert "s3cret" not in repr(described_settings)
+
+
+def test_the_secrets_of_an_environment_are_found_to_be_scrubbed() -> None:
+    secrets = set(
+        secrets_in(
+            {
+                "DATABASE_URL": "postgresql://u:pg-pw@db/c",
+                "API_TOKENS": "token-one, token-two",
+                "LOG_LEVEL": "INFO",
+                "WEIRD": "http://[::1",
+            }
+        )
+    )
+
+    assert {"pg-pw", "token-one", "token-two"} <= secrets
+    assert "INFO" not in secrets
