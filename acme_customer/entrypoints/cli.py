@@ -235,7 +235,8 @@ def _month(text: str) -> str:
 
 
 class _Progress:
-    """How far a walk is, on stderr: one line rewritten in place on a terminal, else a line every 10 s."""
+    """How far a walk is, on stderr: each part's total when it is done, and meanwhile a line every
+    10 s (on a terminal, one line rewritten in place)."""
 
     def __init__(self) -> None:
         import time
@@ -244,18 +245,29 @@ class _Progress:
         self.started = self.last = self.clock()
         self.terminal = sys.stderr.isatty()
         self.counts: dict[str, int] = {}
+        self.current: str | None = None
 
     def __call__(self, what: str, done: int) -> None:
+        if self.current is not None and what != self.current:
+            self._line(self.current, done=True)
+        self.current = what
         self.counts[what] = done
         now = self.clock()
         if now - self.last >= (0.2 if self.terminal else 10.0):
             self.last = now
-            line = f"{what}: {done:,} checked ({now - self.started:.0f} s)"
-            print(f"\r{line:<70}" if self.terminal else line, end="" if self.terminal else "\n", file=sys.stderr)
+            self._line(what, done=False)
+
+    def _line(self, what: str, done: bool) -> None:
+        line = f"{what}: {self.counts[what]:,} checked ({self.clock() - self.started:.0f} s)"
+        if self.terminal:
+            print(f"\r{line:<70}", end="\n" if done else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def summary(self) -> str:
-        if self.terminal:
-            print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+        """What was checked, in how long (the last part's total is printed too)."""
+        if self.current is not None:
+            self._line(self.current, done=True)
         checked = ", ".join(f"{count:,} {what}" for what, count in self.counts.items())
         return f"checked {checked or 'nothing'} in {self.clock() - self.started:.1f} s"
 
