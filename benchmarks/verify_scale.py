@@ -112,6 +112,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="leave the databases (their names are printed)")
+    parser.add_argument(
+        "--without-documents",
+        action="store_true",
+        help="leave the read model empty: times the PostgreSQL side alone (verify then reports every document missing)",
+    )
     args = parser.parse_args()
 
     admin_url, mongodb_uri = os.environ["DATABASE_URL"], os.environ["MONGODB_URI"]
@@ -133,8 +138,9 @@ def main() -> None:
             await read_model.close()
 
         asyncio.run(indexes())
-        fill_mongo(url, mongodb_uri, name)
-        print(f"MongoDB filled in {time.monotonic() - started:.0f} s", flush=True)
+        if not args.without_documents:
+            fill_mongo(url, mongodb_uri, name)
+            print(f"MongoDB filled in {time.monotonic() - started:.0f} s", flush=True)
 
         env = {**os.environ, "DATABASE_URL": url, "MONGODB_DATABASE": name}
         started = time.monotonic()

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from acme_customer.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,14 +240,15 @@ class _Progress:
     """How far a walk is, on stderr: each part's total when it is done, and meanwhile a line every
     10 s (on a terminal, one line rewritten in place)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None, terminal: bool | None = None) -> None:
         import time
 
-        self.clock = time.monotonic
+        self.clock = clock or time.monotonic
         self.started = self.last = self.clock()
-        self.terminal = sys.stderr.isatty()
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.counts: dict[str, int] = {}
         self.current: str | None = None
+        self.printed: tuple[str, int] | None = None
 
     def __call__(self, what: str, done: int) -> None:
         if self.current is not None and what != self.current:
@@ -259,9 +262,10 @@ class _Progress:
 
     def _line(self, what: str, done: bool) -> None:
         line = f"{what}: {self.counts[what]:,} checked ({self.clock() - self.started:.0f} s)"
-        if self.terminal:
+        if self.terminal:  # rewritten in place; a part's total stays on its own line
             print(f"\r{line:<70}", end="\n" if done else "", file=sys.stderr, flush=True)
-        else:
+        elif (what, self.counts[what]) != self.printed:  # not again when the last periodic line said it
+            self.printed = (what, self.counts[what])
             print(line, file=sys.stderr, flush=True)
 
     def summary(self) -> str:
