@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -118,6 +120,8 @@ def main() -> None:
         help="leave the read model empty: times the PostgreSQL side alone (verify then reports every document missing)",
     )
     args = parser.parse_args()
+    # stopped (timeout, kill): still drop the databases in ``finally``
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     admin_url, mongodb_uri = os.environ["DATABASE_URL"], os.environ["MONGODB_URI"]
     name = f"bench_verify_{uuid.uuid4().hex[:8]}"

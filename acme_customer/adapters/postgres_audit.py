@@ -78,13 +78,16 @@ class PostgresAudit(CommandStoreAudit):
             after = rows[-1][key]
 
     async def customer_pages(self, since: str | None) -> AsyncIterator[list[CustomerState]]:
+        # by id; from a month on, by number instead: the unique index on numbers reads only those months
+        key = "customer_number" if since else "customer_id"
+        column = "c.customer_number" if since else "c.id"
         sql = (
             f"SELECT c.id AS customer_id, c.customer_number, {_STATE} WHERE TRUE {_AFTER}"
             + (" AND c.customer_number >= %(since)s" if since else "")
-            + " ORDER BY c.id LIMIT %(page_size)s"
+            + f" ORDER BY {column} LIMIT %(page_size)s"
         )
         params = {"event_type": CUSTOMER_REGISTERED, "since": _number_prefix(since)}
-        async for rows in self._pages(sql, params, "customer_id", " AND c.id > %(after)s"):
+        async for rows in self._pages(sql, params, key, f" AND {column} > %(after)s"):
             yield [_state(row) for row in rows]
 
     async def customers(self, customer_ids: Sequence[UUID]) -> dict[UUID, CustomerState]:

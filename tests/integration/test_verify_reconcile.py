@@ -184,6 +184,8 @@ async def test_the_audit_adapters_walk_every_row_once_across_pages(stores: Store
     read_model = MongoReadModel.create(stores.mongodb_uri, stores.database)
     try:
         customers = [state async for page in command.customer_pages(None) for state in page]
+        from_january = [state async for page in command.customer_pages("202601") for state in page]
+        from_february = [state async for page in command.customer_pages("202602") for state in page]
         events = [count async for count, _ in command.orphan_event_pages(None)]
         processed = [count async for count, _ in command.orphan_processed_pages(None)]
         documents = [len(page) async for page in MongoAudit(read_model, page_size=3).document_pages(None)]
@@ -193,6 +195,9 @@ async def test_the_audit_adapters_walk_every_row_once_across_pages(stores: Store
 
     ids = [outcome.customer_id for outcome in stores.outcomes]
     assert [state.customer_id for state in customers] == sorted(ids)  # each once, in keyset order
+    numbers = sorted(str(outcome.event.customer_number) for outcome in stores.outcomes if outcome.event)
+    assert [state.customer_number for state in from_january] == numbers  # by number, each once
+    assert [state.customer_number for state in from_february] == numbers[5:]
     assert (events, processed, documents) == ([3, 3, 2], [3, 3, 2], [3, 3, 2])
 
 
