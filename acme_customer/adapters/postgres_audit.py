@@ -57,7 +57,9 @@ class PostgresAudit(CommandStoreAudit):
                 await cursor.execute(sql.encode(), params)
                 return await cursor.fetchall()
         except pg_errors.UndefinedTable as error:
-            raise StoreDefect(f"PostgreSQL has no {error.diag.message_primary}: run acme-customer migrate") from error
+            raise StoreDefect(
+                f"PostgreSQL: {error.diag.message_primary} (is the schema migrated? acme-customer migrate)"
+            ) from error
         except psycopg.Error as error:
             raise connection_failed(error) from error
 

@@ -81,6 +81,14 @@ KAFKA_DOWN = r"acme-customer: Kafka at 127\.0\.0\.1:{port} unavailable: KafkaCon
         pytest.param(("dlq", "replay", "--dry-run"), "KAFKA_BOOTSTRAP_SERVERS", KAFKA_DOWN, id="replay, Kafka down"),
         pytest.param(("topics", "ensure"), "KAFKA_BOOTSTRAP_SERVERS", KAFKA_DOWN, id="topics ensure, Kafka down"),
         pytest.param(("projections", "rebuild"), "DATABASE_URL", POSTGRES_DOWN, id="rebuild, PostgreSQL down"),
+        pytest.param(("verify",), "DATABASE_URL", POSTGRES_DOWN, id="verify, PostgreSQL down"),
+        pytest.param(("reconcile", "--apply"), "DATABASE_URL", POSTGRES_DOWN, id="reconcile, PostgreSQL down"),
+        pytest.param(
+            ("verify",),
+            "MONGODB_URI",
+            r"acme-customer: MongoDB unreachable: ServerSelectionTimeoutError",
+            id="verify, MongoDB down",
+        ),
         pytest.param(
             ("projections", "rebuild"),
             "MONGODB_URI",
@@ -146,6 +154,24 @@ async def test_the_compatibility_check_with_the_registry_down_raises_one_line_na
         await backward_problems(f"http://user:pw@127.0.0.1:{port}", "CustomerRegistered", [schema], schema)
 
     assert str(caught.value) == f"schema registry at http://127.0.0.1:{port} unavailable: ConnectError"
+
+
+async def test_verify_on_a_database_never_migrated_says_so_in_one_line(
+    scratch: dict[str, str], database_url: str
+) -> None:
+    name = f"it_unmigrated_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        result = run({**scratch, "DATABASE_URL": database_url.rsplit("/", 1)[0] + f"/{name}"}, "verify")
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    assert result.returncode == EXIT_UNAVAILABLE
+    assert only_line(result) == (
+        'acme-customer: PostgreSQL: relation "customers" does not exist (is the schema migrated? acme-customer migrate)'
+    )
 
 
 async def test_starting_with_postgresql_down_fails_with_one_line_not_a_driver_traceback(
