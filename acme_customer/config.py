@@ -88,8 +88,19 @@ def _bootstrap_servers(env: Mapping[str, str]) -> str:
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], what: str) -> str:
     value = _required(env, name)
-    if urlparse(value).scheme not in schemes:
-        raise ConfigError(f"{name} must be {what}")  # not the value: it may hold a password
+    # never the value in a message: it may hold a password
+    malformed = f"{name} has a malformed host or port (the value is not shown: it may hold a password)"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unbalanced IPv6 bracket
+        raise ConfigError(malformed) from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{name} must be {what}")
+    # a port that is not a number would otherwise surface later, from the driver, as its traceback
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        _, colon, port = ("", "", "") if host.endswith("]") else host.rpartition(":")
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(malformed)
     return value
 
 

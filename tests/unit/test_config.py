@@ -233,6 +233,28 @@ def test_a_malformed_setting_stops_start_up_with_one_clear_line(name: str, value
     assert "\n" not in text
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MONGODB_URI", "mongodb://svc:s3cret@h:notaport/"),
+        ("MONGODB_URI", "mongodb://h1:27017,h2:99999/"),
+        ("MONGODB_URI", "mongodb://[::1/"),
+        ("DATABASE_URL", "postgresql://customer:s3cret@db:port/customer"),
+    ],
+)
+def test_a_url_with_a_malformed_port_stops_start_up_without_showing_the_value(name: str, value: str) -> None:
+    assert config_error(env(**{name: value})) == (
+        f"{name} has a malformed host or port (the value is not shown: it may hold a password)"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri", ["mongodb://svc:p%40ss@h1:27017,h2:27018/?replicaSet=rs0", "mongodb://[::1]:27017/", "mongodb://h/"]
+)
+def test_hosts_with_or_without_ports_are_accepted(uri: str) -> None:
+    assert Settings.from_env(env(MONGODB_URI=uri)).mongodb_uri == uri
+
+
 def test_a_malformed_database_url_is_reported_without_its_password() -> None:
     text = config_error(env(DATABASE_URL="mysql://customer:s3cret@db/customer"))
 
