@@ -51,7 +51,27 @@ INPUT_PARTITIONS = 12  # identity.user.events: the table's changelog has as many
 container = Container()
 logger = logging.getLogger(__name__)
 
-app = faust.App(APP_ID, autodiscover=False, web_enabled=True)
+
+class Worker(faust.Worker):
+    """Faust's worker, which first makes sure a Kafka bootstrap server answers.
+
+    Faust starts its producer before any service of ours, and an unreachable broker there is a
+    traceback and exit 1; here it is one line and exit 2, like any other dependency at start.
+    """
+
+    async def on_first_start(self) -> None:
+        settings = container.settings  # set by ``configure`` below, before the worker starts
+        if settings is not None and not await asyncio.to_thread(kafka_reachable, settings.kafka_bootstrap_servers):
+            message = (
+                f"acme-customer: cannot start: Kafka at {settings.kafka_bootstrap_servers} unreachable"
+                " (no bootstrap server accepts a connection)"
+            )
+            print(fatal_line(message, os.environ), file=sys.stderr, flush=True)
+            raise SystemExit(2)
+        await super().on_first_start()
+
+
+app = faust.App(APP_ID, autodiscover=False, web_enabled=True, Worker=Worker)
 processed_cache: TableCache | None = None  # the table's cache, when PROCESSED_CACHE=table
 
 
@@ -61,7 +81,8 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
         settings = container.configure()
         configure_tracing(os.environ)
     except ConfigError as error:
-        print(fatal_line(f"acme-customer: configuration error: {error}", os.environ), file=sys.stderr)
+        for problem in error.problems:
+            print(fatal_line(f"acme-customer: configuration error: {problem}", os.environ), file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     # the worker applies its own logging set-up when it starts, replacing the root handlers:

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +21,27 @@ from acme_customer import faults
 from acme_customer.adapters import schemas
 from acme_customer.adapters.codec import AVRO, TopicCodec
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS, KafkaPublisher, Producer
+from acme_customer.adapters.kafka_producer import OnDemandPublisher
 from acme_customer.adapters.migrations import apply_migrations
 from acme_customer.adapters.mongo import MongoReadModel
-from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, registration_pages
+from acme_customer.adapters.mongo_audit import MongoAudit
+from acme_customer.adapters.postgres import (
+    PostgresCustomerStore,
+    PostgresProfiles,
+    registration_pages,
+    server_version,
+)
+from acme_customer.adapters.postgres_audit import PostgresAudit
+from acme_customer.adapters.schemas import registry_subjects
+from acme_customer.adapters.topics import missing_topics
 from acme_customer.config import Settings
+from acme_customer.domain.events import CustomerRegistered
 from acme_customer.entrypoints.api_auth import ApiAccess
+from acme_customer.errors import AcmeCustomerError
 from acme_customer.service_layer.ports import CustomerStore
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel
+from acme_customer.service_layer.reconcile_stores import Repairs
+from acme_customer.service_layer.register_customers import publish_events
 from acme_customer.stream.project_customer import CustomerEventProjector
 from acme_customer.stream.register_customer import ProcessedCache, RegisterCustomerHandler, SeenEvents
 
@@ -96,11 +111,8 @@ async def bootstrap(
     store in the fault harness's hooks only when ``env`` asks for them.
     """
     user_events = TopicCodec(USER_EVENTS, schemas.USER_REGISTERED, registry)
-    customer_events = TopicCodec(CUSTOMER_EVENTS, schemas.CUSTOMER_REGISTERED, registry, settings.event_format)
-    if settings.event_format == AVRO:
-        schema_id = await customer_events.register()
-        logger.info("CustomerRegistered schema registered as id %d under %s", schema_id, customer_events.subject)
-    publisher = KafkaPublisher(producer, customer_events.encode)
+    customer_events = customer_events_codec(settings, registry)
+    publisher = await customer_events_publisher(settings, producer, customer_events)
     command_store = faults.FaultyStore(stores.command, env) if faults.requested(env) else stores.command
     return Services(
         settings=settings,
@@ -120,6 +132,116 @@ async def bootstrap(
             decode=customer_events.decode,
             backoff=settings.retry_backoff,
         ),
+    )
+
+
+def customer_events_codec(settings: Settings, registry: AsyncSchemaRegistryClient | None) -> TopicCodec:
+    """The codec of ``customer.events``: CustomerRegistered in the configured EVENT_FORMAT."""
+    return TopicCodec(CUSTOMER_EVENTS, schemas.CUSTOMER_REGISTERED, registry, settings.event_format)
+
+
+async def customer_events_publisher(settings: Settings, producer: Producer, codec: TopicCodec) -> KafkaPublisher:
+    """The CustomerRegistered publisher (the worker's and reconcile's); registers the Avro schema first."""
+    if settings.event_format == AVRO:
+        schema_id = await codec.register()
+        logger.info("CustomerRegistered schema registered as id %d under %s", schema_id, codec.subject)
+    return KafkaPublisher(producer, codec.encode)
+
+
+@dataclass
+class Audit:
+    """What verify reads (and reconcile repairs) with: both stores, opened without changing them."""
+
+    command: PostgresAudit
+    read_model: MongoAudit
+
+    async def close(self) -> None:
+        await self.command.close()
+        await self.read_model.read_model.close()
+
+
+async def open_audit(settings: Settings) -> Audit:
+    """Connect to PostgreSQL and MongoDB as they are: no migrations, no index creation (verify is read-only)."""
+    command = await PostgresAudit.connect(settings.database_url)
+    return Audit(command, MongoAudit(MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)))
+
+
+@asynccontextmanager
+async def open_repairs(settings: Settings, audit: Audit) -> AsyncIterator[Repairs]:
+    """What reconcile --apply acts with: the projection's stores and the publisher (Kafka on demand)."""
+    store = PostgresCustomerStore.create(settings.database_url)
+    await store.open()
+    registry = registry_of(settings)
+    publisher = OnDemandPublisher(
+        settings.kafka_bootstrap_servers,
+        lambda producer: customer_events_publisher(settings, producer, customer_events_codec(settings, registry)),
+    )
+
+    async def publish(events: Sequence[CustomerRegistered]) -> None:
+        await publish_events(events, publisher, store)
+
+    try:
+        yield Repairs(
+            command=audit.command,
+            read_model=audit.read_model,
+            profiles=PostgresProfiles(store.pool),
+            projection=audit.read_model.read_model,
+            publish=publish,
+        )
+    finally:
+        await publisher.close()
+        await store.close()
+
+
+@dataclass(frozen=True)
+class DependencyCheck:
+    """Whether one dependency answered: what it said, or the one-line problem."""
+
+    name: str
+    answer: str | None = None
+    problem: str | None = None
+
+
+async def _checked(name: str, ask: Awaitable[str]) -> DependencyCheck:
+    try:
+        return DependencyCheck(name, answer=await ask)
+    except AcmeCustomerError as error:
+        return DependencyCheck(name, problem=str(error))
+
+
+async def check_dependencies(settings: Settings) -> list[DependencyCheck]:
+    """Ask PostgreSQL, MongoDB, Kafka and the schema registry whether they answer, all at once."""
+
+    async def postgres() -> str:
+        return f"ok (server {await server_version(settings.database_url)})"
+
+    async def mongo() -> str:
+        read_model = MongoReadModel.create(settings.mongodb_uri, settings.mongodb_database)
+        try:
+            return f"ok (server {await read_model.server_version()})"
+        finally:
+            await read_model.close()
+
+    async def kafka() -> str:
+        missing = await missing_topics(settings.kafka_bootstrap_servers, settings.kafka_security)
+        if missing:
+            raise AcmeCustomerError(
+                f"Kafka answers, but these topics are missing: {', '.join(missing)} (acme-customer topics ensure)"
+            )
+        return "ok (the contract's 4 topics exist)"
+
+    async def registry() -> str:
+        if settings.schema_registry_url is None:
+            return "not configured (EVENT_FORMAT=json)"
+        return f"ok ({len(await registry_subjects(settings.schema_registry_url))} subjects)"
+
+    return list(
+        await asyncio.gather(
+            _checked("PostgreSQL", postgres()),
+            _checked("MongoDB", mongo()),
+            _checked("Kafka", kafka()),
+            _checked("schema registry", registry()),
+        )
     )
 
 

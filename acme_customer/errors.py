@@ -1,7 +1,8 @@
 """The service's exception tree; each driver's errors are mapped onto it once, in its adapter.
 
 AcmeCustomerError
-├── ConfigError            a setting is missing or malformed (stops the worker at start)
+├── ConfigError            settings missing or malformed, one line each in ``problems`` (stops
+│                          the worker at start)
 ├── StoreConflict          a uniqueness constraint fired (a concurrent writer got there first):
 │                          redo the record alone, where it resolves as a duplicate
 ├── StoreDefect            PostgreSQL refused the statement, not the data (a bug, a missing
@@ -18,6 +19,7 @@ AcmeCustomerError
     ├── ReadModelUnavailable  MongoDB failed a request
     │   └── ReadModelUnreachable  MongoDB did not answer at all (down, restarting)
     ├── RegistryUnavailable   the schema registry could not be asked (only when a schema id is new)
+    ├── BrokerUnavailable  an operator command's Kafka client could not reach the brokers
     ├── PublishFailed      Kafka did not acknowledge a produced record in time
     └── UnexplainedFailure an unexpected error that no single record explains (it struck a record
                            alone, or two records in a row): retried on the schedule, then
@@ -36,7 +38,11 @@ class AcmeCustomerError(Exception):
 
 
 class ConfigError(AcmeCustomerError):
-    """A setting is missing or malformed."""
+    """One or more settings are missing or malformed; ``problems`` holds one line for each."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class PermanentError(AcmeCustomerError):
@@ -93,6 +99,10 @@ class ReadModelUnreachable(ReadModelUnavailable):
 
 class RegistryUnavailable(TransientError):
     """The schema registry could not be reached or answered an error."""
+
+
+class BrokerUnavailable(TransientError):
+    """Kafka could not be reached by a client of ours (bootstrap, metadata, a read)."""
 
 
 class PublishFailed(TransientError):

@@ -60,7 +60,8 @@ def _json(value: bytes) -> Any:
         raise InvalidEvent("value: JSON nested too deeply") from None
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
+    """The URL without its user and password (for messages)."""
     parts = urlsplit(url)
     return urlunsplit(
         parts._replace(netloc=parts.hostname or "" if parts.port is None else f"{parts.hostname}:{parts.port}")
@@ -130,7 +131,7 @@ class TopicCodec:
             if delay is not None:
                 await sleep(delay)
         raise RegistryUnavailable(
-            f"schema registry at {_without_credentials(self.client.url_manager.base_url)} failed at start"
+            f"schema registry at {without_credentials(self.client.url_manager.base_url)} failed at start"
             f" ({len(delays) + 1} attempts): {await self._answer(failure)}"
         )
 

@@ -17,7 +17,8 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from acme_customer.adapters.kafka import OUTPUT_COMPRESSION, USER_EVENTS, USER_EVENTS_DLQ
-from acme_customer.adapters.topics import read_topic
+from acme_customer.adapters.postgres import connection_failed
+from acme_customer.adapters.topics import reaching_kafka, read_topic
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,13 @@ async def read_dead_letters(
 
 
 def replayed_positions(database_url: str, topic: str = USER_EVENTS_DLQ) -> set[tuple[int, int]]:
-    with psycopg.connect(database_url) as connection:
-        rows = connection.execute(
-            "SELECT dlq_partition, dlq_offset FROM dlq_replays WHERE dlq_topic = %s", (topic,)
-        ).fetchall()
+    try:
+        with psycopg.connect(database_url) as connection:
+            rows = connection.execute(
+                "SELECT dlq_partition, dlq_offset FROM dlq_replays WHERE dlq_topic = %s", (topic,)
+            ).fetchall()
+    except psycopg.Error as error:
+        raise connection_failed(error) from error
     return {(int(partition), int(offset)) for partition, offset in rows}
 
 
@@ -87,32 +91,46 @@ async def replay(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_request_size=5 * 1024 * 1024, compression_type=OUTPUT_COMPRESSION
     )
-    await producer.start()
-    sent = 0
+    async with reaching_kafka(bootstrap):
+        await producer.start()
     try:
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            for letter in letters:
-                # the original's own headers, byte for byte (null values included), without our x- ones
-                headers: list[tuple[str, bytes | None]] = [
-                    (name, value) for name, value in letter.raw_headers if not name.startswith("x-")
-                ]
-                headers.append(("x-replayed-from", f"{topic}/{letter.partition}/{letter.offset}".encode()))
-                # aiokafka refuses a record with neither key nor value (see KafkaPublisher.dead_letter)
-                key = b"" if letter.key is None and letter.value is None else letter.key
-                await producer.send_and_wait(letter.original_topic, letter.value, key=key, headers=headers)
-                # recorded after Kafka has the record: a crash in between replays it once more, harmlessly
-                connection.execute(
-                    "INSERT INTO dlq_replays (dlq_topic, dlq_partition, dlq_offset, error_class)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (topic, letter.partition, letter.offset, letter.error_class),
-                )
-                sent += 1
-                if report is not None:
-                    outcome = report(letter)
-                    if outcome is not None:
-                        await outcome
+        async with reaching_kafka(bootstrap):
+            return await _replay(producer, database_url, letters, topic, report)
+    except psycopg.Error as error:
+        raise connection_failed(error) from error
     finally:
         await producer.stop()
+
+
+async def _replay(
+    producer: AIOKafkaProducer,
+    database_url: str,
+    letters: list[DeadLetter],
+    topic: str,
+    report: Callable[[DeadLetter], Awaitable[None] | None] | None,
+) -> int:
+    sent = 0
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for letter in letters:
+            # the original's own headers, byte for byte (null values included), without our x- ones
+            headers: list[tuple[str, bytes | None]] = [
+                (name, value) for name, value in letter.raw_headers if not name.startswith("x-")
+            ]
+            headers.append(("x-replayed-from", f"{topic}/{letter.partition}/{letter.offset}".encode()))
+            # aiokafka refuses a record with neither key nor value (see KafkaPublisher.dead_letter)
+            key = b"" if letter.key is None and letter.value is None else letter.key
+            await producer.send_and_wait(letter.original_topic, letter.value, key=key, headers=headers)
+            # recorded after Kafka has the record: a crash in between replays it once more, harmlessly
+            connection.execute(
+                "INSERT INTO dlq_replays (dlq_topic, dlq_partition, dlq_offset, error_class)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (topic, letter.partition, letter.offset, letter.error_class),
+            )
+            sent += 1
+            if report is not None:
+                outcome = report(letter)
+                if outcome is not None:
+                    await outcome
     return sent
 
 

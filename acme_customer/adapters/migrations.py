@@ -11,6 +11,8 @@ from importlib import resources
 
 import psycopg
 
+from acme_customer.adapters.postgres import connection_failed
+
 _LOCK_KEY = 0x0AC3E_C057  # any constant shared by all workers of this service
 
 
@@ -22,7 +24,17 @@ def migration_files() -> list[tuple[str, str]]:
 
 
 def apply_migrations(database_url: str) -> list[str]:
-    """Apply the migrations not yet recorded; return the versions applied now."""
+    """Apply the migrations not yet recorded; return the versions applied now.
+
+    Raises StoreUnavailable (PostgreSQL unreachable) or StoreDefect (a statement refused).
+    """
+    try:
+        return _apply(database_url)
+    except psycopg.Error as error:
+        raise connection_failed(error) from error
+
+
+def _apply(database_url: str) -> list[str]:
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as connection:
         with connection.transaction():

@@ -7,19 +7,58 @@ older version or nothing; when a newer one is stored, the upsert's insert collid
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from acme_customer.errors import ReadModelConflict, ReadModelUnavailable, ReadModelUnreachable
 from acme_customer.service_layer.project_customers import ReadModel
 
 COLLECTION = "customers"
 DUPLICATE_KEY = 11000
+INDEX_NOT_FOUND = 27
 
 Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Index:
+    """A secondary index of the read model: its name, its keys in order, whether it is unique."""
+
+    name: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+
+
+# What the code declares; ``ensure_indexes`` makes the collection hold these, ``acme-customer
+# verify`` reports any difference. Lookups by email ask for ``email.address`` (the document's
+# email is a sub-document), so that is the field indexed.
+INDEXES = (
+    Index("uniq_userId", (("userId", ASCENDING),), unique=True),
+    Index("uniq_customerNumber", (("customerNumber", ASCENDING),), unique=True),
+    Index("idx_email", (("email.address", ASCENDING),)),
+    Index("idx_status", (("status", ASCENDING),)),
+)
+
+
+def index_of(description: Mapping[str, Any]) -> Index:
+    """An index as ``listIndexes`` describes it."""
+    keys = tuple((str(field), int(direction)) for field, direction in description["key"].items())
+    return Index(str(description["name"]), keys, bool(description.get("unique", False)))
+
+
+async def indexes_of(collection: AsyncCollection[Document]) -> dict[str, Index]:
+    """The collection's secondary indexes by name (``_id_`` left out: every collection has it)."""
+    found = {}
+    async for description in await collection.list_indexes():
+        index = index_of(description)
+        if index.name != "_id_":
+            found[index.name] = index
+    return found
 
 
 class MongoReadModel(ReadModel):
@@ -38,13 +77,31 @@ class MongoReadModel(ReadModel):
         return cls(client, database)
 
     async def ensure_indexes(self) -> None:
+        """Create the declared indexes; replace one whose declaration changed under the same name.
+
+        (MongoDB refuses to create an index under a name an index with other keys holds: an
+        older ``idx_email`` on the whole ``email`` sub-document would stop every start.)
+        """
         try:
-            await self.collection.create_index([("userId", ASCENDING)], unique=True, name="uniq_userId")
-            await self.collection.create_index([("customerNumber", ASCENDING)], unique=True, name="uniq_customerNumber")
-            await self.collection.create_index([("email", ASCENDING)], name="idx_email")
-            await self.collection.create_index([("status", ASCENDING)], name="idx_status")
+            existing = await indexes_of(self.collection)
+            for index in INDEXES:
+                found = existing.get(index.name)
+                if found == index:
+                    continue
+                if found is not None:
+                    await self._drop_index(index.name)
+                await self.collection.create_index(list(index.keys), name=index.name, unique=index.unique)
+        except ConnectionFailure as error:
+            raise ReadModelUnreachable(f"MongoDB unreachable: {type(error).__name__}") from error
         except PyMongoError as error:
             raise ReadModelUnavailable(f"MongoDB index creation failed: {type(error).__name__}") from error
+
+    async def _drop_index(self, name: str) -> None:
+        try:
+            await self.collection.drop_index(name)
+        except OperationFailure as error:
+            if error.code != INDEX_NOT_FOUND:  # another worker starting at the same time dropped it first
+                raise
 
     async def upsert(self, documents: Sequence[Document]) -> int:
         """Store each document unless the same or a newer ``_version`` is there; return how many were written.
@@ -92,6 +149,20 @@ class MongoReadModel(ReadModel):
             return await self.collection.find_one(query)
         except PyMongoError as error:
             raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
+
+    async def server_version(self) -> str:
+        """The server's version (``config check --connect``); ReadModelUnreachable when it does not answer."""
+        try:
+            info = await self.client.admin.command("buildInfo")
+        except ConnectionFailure as error:
+            raise ReadModelUnreachable(f"MongoDB unreachable: {type(error).__name__}") from error
+        except OperationFailure as error:  # e.g. AuthenticationFailed: the reason's name, not its text
+            raise ReadModelUnavailable(
+                f"MongoDB refused: {(error.details or {}).get('codeName', error.code)}"
+            ) from error
+        except PyMongoError as error:
+            raise ReadModelUnavailable(f"MongoDB error: {type(error).__name__}") from error
+        return str(info.get("version", "?"))
 
     async def ping(self) -> bool:
         try:

@@ -52,6 +52,28 @@ def translate(error: Exception) -> Exception:
     return StoreDefect(f"PostgreSQL refused the statement: {type(error).__name__} ({sqlstate or 'no SQLSTATE'})")
 
 
+def connection_failed(error: psycopg.Error) -> Exception:
+    """Our error for a failed connection or operator statement, with the driver's first line.
+
+    For operators (start-up, the CLI): libpq's reason names the host and port and why
+    ("Connection refused", "password authentication failed for user …"), never a password.
+    """
+    if isinstance(error, psycopg.OperationalError):
+        lines = str(error).strip().splitlines()
+        return StoreUnavailable(f"PostgreSQL unavailable: {lines[0] if lines else type(error).__name__}")
+    return translate(error)
+
+
+async def server_version(database_url: str, timeout: int = 5) -> str:
+    """The server's version, asked over a connection of its own (``config check --connect``)."""
+    try:
+        async with await psycopg.AsyncConnection.connect(database_url, connect_timeout=timeout) as connection:
+            row = await (await connection.execute("SHOW server_version")).fetchone()
+    except psycopg.Error as error:
+        raise connection_failed(error) from error
+    return str(row[0]) if row else "?"
+
+
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     try:
@@ -249,6 +271,18 @@ class PostgresCustomerStore(CustomerStore):
             return False
 
 
+# What ``customer_of`` reads: ``customers c`` joined with ``customer_preferences p``
+PROFILE_COLUMNS = (
+    "c.id AS customer_id, c.user_id, c.customer_number, c.first_name, c.last_name, c.email,"
+    " c.registered_at, c.last_activity_at, c.email_verified, c.status, c.type, c.preferred_locale,"
+    " c.timezone, c.preferred_currency, p.email_notifications AS pref_email,"
+    " p.sms_notifications AS pref_sms, p.push_notifications AS pref_push,"
+    " p.marketing_communications AS pref_marketing,"
+    " p.share_data_with_partners AS pref_share_data_with_partners,"
+    " p.allow_analytics AS pref_allow_analytics"
+)
+
+
 class PostgresProfiles(ProfileSource):
     """Loads customers (with preferences) for the read-model projection."""
 
@@ -259,21 +293,14 @@ class PostgresProfiles(ProfileSource):
         try:
             async with self.pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
                 await cursor.execute(
-                    "SELECT c.id AS customer_id, c.user_id, c.customer_number, c.first_name, c.last_name, c.email,"
-                    " c.registered_at, c.last_activity_at, c.email_verified, c.status, c.type, c.preferred_locale,"
-                    " c.timezone, c.preferred_currency, p.email_notifications AS pref_email,"
-                    " p.sms_notifications AS pref_sms, p.push_notifications AS pref_push,"
-                    " p.marketing_communications AS pref_marketing,"
-                    " p.share_data_with_partners AS pref_share_data_with_partners,"
-                    " p.allow_analytics AS pref_allow_analytics"
-                    " FROM customers c JOIN customer_preferences p ON p.customer_id = c.id"
+                    f"SELECT {PROFILE_COLUMNS} FROM customers c JOIN customer_preferences p ON p.customer_id = c.id"
                     " WHERE c.id = ANY(%(ids)s)",
                     {"ids": list(customer_ids)},
                 )
                 rows = await cursor.fetchall()
         except psycopg.Error as error:
             raise translate(error) from error
-        return [_customer_of(row) for row in rows]
+        return [customer_of(row) for row in rows]
 
 
 def _customer_row(customer: Customer) -> dict[str, Any]:
@@ -305,7 +332,7 @@ def _preferences_row(preferences: Preferences) -> dict[str, Any]:
     return {name: getattr(preferences, name) for name in _PREFERENCES}
 
 
-def _customer_of(row: dict[str, Any]) -> Customer:
+def customer_of(row: dict[str, Any]) -> Customer:
     """A customer from a ``customers`` row joined with its preferences (``pref_``-prefixed)."""
     fields = {name: value for name, value in row.items() if not name.startswith("pref_")}
     fields["customer_number"] = CustomerNumber.parse(fields["customer_number"])

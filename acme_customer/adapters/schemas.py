@@ -42,13 +42,30 @@ async def backward_problems(
     """
     import uuid
 
+    import httpx
     from schema_registry.client import AsyncSchemaRegistryClient
-    from schema_registry.client.schema import AvroSchema
+    from schema_registry.client.errors import ClientError
+
+    from acme_customer.adapters.codec import without_credentials
+    from acme_customer.errors import RegistryUnavailable
 
     if not history:
         return None
     client = AsyncSchemaRegistryClient(registry_url)
     subject = f"compat-check-{uuid.uuid4().hex[:12]}-{name}"
+    try:
+        return await _backward_problem(client, subject, name, history, current)
+    except (httpx.HTTPError, ClientError, ValueError) as error:
+        raise RegistryUnavailable(
+            f"schema registry at {without_credentials(registry_url)} unavailable: {type(error).__name__}"
+        ) from error
+
+
+async def _backward_problem(
+    client: Any, subject: str, name: str, history: list[dict[str, Any]], current: dict[str, Any]
+) -> str | None:
+    from schema_registry.client.schema import AvroSchema
+
     try:
         await client.update_compatibility("NONE", subject)
         for version in history:
@@ -61,3 +78,20 @@ async def backward_problems(
         return None
     finally:
         await client.delete_subject(subject)
+
+
+async def registry_subjects(registry_url: str) -> list[str]:
+    """The subjects the registry holds (``config check --connect``); RegistryUnavailable if it does not answer."""
+    import httpx
+    from schema_registry.client import AsyncSchemaRegistryClient
+    from schema_registry.client.errors import ClientError
+
+    from acme_customer.adapters.codec import without_credentials
+    from acme_customer.errors import RegistryUnavailable
+
+    try:
+        return list(await AsyncSchemaRegistryClient(registry_url, timeout=httpx.Timeout(5.0)).get_subjects())
+    except (httpx.HTTPError, ClientError, ValueError) as error:
+        raise RegistryUnavailable(
+            f"schema registry at {without_credentials(registry_url)} unavailable: {type(error).__name__}"
+        ) from error

@@ -4,14 +4,53 @@ owns them), described, and read back without a consumer group (operators' tools,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, CUSTOMER_EVENTS_DLQ, USER_EVENTS, USER_EVENTS_DLQ
-from acme_customer.errors import AcmeCustomerError
+from acme_customer.config import KafkaSecurity
+from acme_customer.errors import AcmeCustomerError, BrokerUnavailable
+
+
+@asynccontextmanager
+async def reaching_kafka(bootstrap_servers: str) -> AsyncIterator[None]:
+    """aiokafka's errors inside as ours: BrokerUnavailable naming the servers (one line for operators)."""
+    try:
+        yield
+    except KafkaError as error:
+        raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unavailable: {type(error).__name__}") from error
+
+
+def security_options(security: KafkaSecurity) -> dict[str, Any]:
+    """aiokafka's arguments for the TLS/SASL settings (what the worker hands Faust)."""
+    options: dict[str, Any] = {"security_protocol": security.protocol}
+    if security.protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=security.ssl_cafile)
+    if security.protocol.startswith("SASL"):
+        options["sasl_mechanism"] = security.sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = security.sasl_username
+        options["sasl_plain_password"] = security.sasl_password
+    return options
+
+
+async def missing_topics(bootstrap_servers: str, security: KafkaSecurity) -> list[str]:
+    """The contract's topics the brokers do not have (``config check --connect``); BrokerUnavailable if none answers."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security_options(security))
+    async with reaching_kafka(bootstrap_servers):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+        finally:
+            await admin.close()
+    return [
+        topic for topic in (USER_EVENTS, CUSTOMER_EVENTS, USER_EVENTS_DLQ, CUSTOMER_EVENTS_DLQ) if topic not in existing
+    ]
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partitions: int = 1) -> list[str]:
@@ -23,30 +62,32 @@ async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partit
         CUSTOMER_EVENTS_DLQ: dlq_partitions,
     }
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            # the DLQ takes whatever the input topic took, up to the input's own size limit
-            NewTopic(name, count, 1, topic_configs={"max.message.bytes": str(4 * 1024 * 1024)})
-            for name, count in wanted.items()
-            if name not in existing
-        ]
-        if missing:
-            await admin.create_topics(missing)
-        return [topic.name for topic in missing]
-    finally:
-        await admin.close()
+    async with reaching_kafka(bootstrap_servers):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [
+                # the DLQ takes whatever the input topic took, up to the input's own size limit
+                NewTopic(name, count, 1, topic_configs={"max.message.bytes": str(4 * 1024 * 1024)})
+                for name, count in wanted.items()
+                if name not in existing
+            ]
+            if missing:
+                await admin.create_topics(missing)
+            return [topic.name for topic in missing]
+        finally:
+            await admin.close()
 
 
 async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
     """The partitions of ``topic``, from the broker (a consumer without a subscription knows none)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        (description,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
+    async with reaching_kafka(bootstrap_servers):
+        await admin.start()
+        try:
+            (description,) = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
     if description.get("error_code"):
         raise AcmeCustomerError(f"topic {topic} cannot be described (error {description['error_code']})")
     return [TopicPartition(topic, partition["partition"]) for partition in description["partitions"]]
@@ -71,7 +112,19 @@ async def read_topic(
     else:
         partitions = await topic_partitions(bootstrap_servers, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
-    await consumer.start()
+    async with reaching_kafka(bootstrap_servers):
+        await consumer.start()
+        return await _read(consumer, topic, partitions, since, until, timeout)
+
+
+async def _read(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    partitions: list[TopicPartition],
+    since: Mapping[int, int] | int | None,
+    until: Callable[[list[Any]], bool] | None,
+    timeout: float,
+) -> list[Any]:
     found: list[Any] = []
     try:
         consumer.assign(partitions)

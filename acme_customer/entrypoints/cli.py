@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from acme_customer.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Exit codes of every command (docs/operations.md, "Exit codes"); argparse's usage errors are 2 too
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # the command ran and found something wrong (verify, reconcile, schemas check, devstack status)
+EXIT_CONFIGURATION = 2  # a setting missing or malformed: the command could not run as configured
+EXIT_UNAVAILABLE = 3  # PostgreSQL, MongoDB, Kafka or the schema registry unreachable or refusing
+EXIT_REPAIRS_PENDING = 4  # reconcile without --apply: there is something --apply would repair
 
 
 def _devstack_root() -> Path:
@@ -53,7 +63,7 @@ def _migrate(_: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     if settings is None:
-        return 2
+        return EXIT_CONFIGURATION
     applied = apply_migrations(settings.database_url)
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")
     return 0
@@ -67,7 +77,7 @@ def _topics(args: argparse.Namespace) -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
     if not bootstrap:
         print("acme-customer: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     created = asyncio.run(ensure_topics(bootstrap, partitions=args.partitions))
     print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
     return 0
@@ -107,7 +117,7 @@ def _schemas(args: argparse.Namespace) -> int:
     registry_url = os.environ.get("SCHEMA_REGISTRY_URL", "")
     if not registry_url:
         print("acme-customer: SCHEMA_REGISTRY_URL is not set", file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     failed = False
     for path in sorted((REPO / "avro").glob("*.avsc")):
         current = json.loads(path.read_text())
@@ -127,7 +137,8 @@ def _settings_or_exit() -> Settings | None:
     try:
         return Settings.from_env(os.environ)
     except ConfigError as error:
-        print(f"acme-customer: {error}", file=sys.stderr)
+        for problem in error.problems:
+            print(f"acme-customer: {problem}", file=sys.stderr)
         return None
 
 
@@ -140,7 +151,7 @@ def _dlq(args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     if settings is None:
-        return 2
+        return EXIT_CONFIGURATION
     since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
     topic = args.topic
     letters = asyncio.run(
@@ -201,7 +212,7 @@ def _projections(_: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     if settings is None:
-        return 2
+        return EXIT_CONFIGURATION
 
     async def rebuild() -> tuple[int, int]:
         stores = await open_stores(settings)
@@ -213,6 +224,150 @@ def _projections(_: argparse.Namespace) -> int:
     events, written = asyncio.run(rebuild())
     print(f"read model rebuilt from {events} CustomerRegistered event(s); {written} document(s) written")
     return 0
+
+
+def _month(text: str) -> str:
+    """``--since YYYY-MM`` as the YYYYMM of customer numbers."""
+    import re
+
+    match = re.fullmatch(r"([0-9]{4})-(0[1-9]|1[0-2])", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected a month as YYYY-MM, got {text!r}")
+    return match.group(1) + match.group(2)
+
+
+class _Progress:
+    """How far a walk is, on stderr: each part's total when it is done, and meanwhile a line every
+    10 s (on a terminal, one line rewritten in place)."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, terminal: bool | None = None) -> None:
+        import time
+
+        self.clock = clock or time.monotonic
+        self.started = self.last = self.clock()
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.counts: dict[str, int] = {}
+        self.current: str | None = None
+        self.printed: tuple[str, int] | None = None
+
+    def __call__(self, what: str, done: int) -> None:
+        if self.current is not None and what != self.current:
+            self._line(self.current, done=True)
+        self.current = what
+        self.counts[what] = done
+        now = self.clock()
+        if now - self.last >= (0.2 if self.terminal else 10.0):
+            self.last = now
+            self._line(what, done=False)
+
+    def _line(self, what: str, done: bool) -> None:
+        line = f"{what}: {self.counts[what]:,} checked ({self.clock() - self.started:.0f} s)"
+        if self.terminal:  # rewritten in place; a part's total stays on its own line
+            print(f"\r{line:<70}", end="\n" if done else "", file=sys.stderr, flush=True)
+        elif (what, self.counts[what]) != self.printed:  # not again when the last periodic line said it
+            self.printed = (what, self.counts[what])
+            print(line, file=sys.stderr, flush=True)
+
+    def summary(self) -> str:
+        """What was checked, in how long (the last part's total is printed too)."""
+        if self.current is not None:
+            self._line(self.current, done=True)
+        checked = ", ".join(f"{count:,} {what}" for what, count in self.counts.items())
+        return f"checked {checked or 'nothing'} in {self.clock() - self.started:.1f} s"
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.bootstrap import open_audit
+    from acme_customer.service_layer.verify_stores import Findings, verify_stores
+
+    settings = _settings_or_exit()
+    if settings is None:
+        return EXIT_CONFIGURATION
+    progress = _Progress()
+
+    async def verify() -> Findings:
+        audit = await open_audit(settings)
+        try:
+            return await verify_stores(audit.command, audit.read_model, args.since, progress)
+        finally:
+            await audit.close()
+
+    findings = asyncio.run(verify())
+    for line in findings.lines():
+        print(line)
+    kinds = len(findings.kinds())
+    print(f"verify: {f'{kinds} kind(s) of finding' if kinds else 'no findings'}; {progress.summary()}")
+    return EXIT_FINDINGS if findings else EXIT_OK
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.bootstrap import open_audit, open_repairs
+    from acme_customer.service_layer.reconcile_stores import Reconciliation, reconcile_stores
+
+    settings = _settings_or_exit()
+    if settings is None:
+        return EXIT_CONFIGURATION
+    progress = _Progress()
+
+    async def reconcile() -> Reconciliation:
+        audit = await open_audit(settings)
+        try:
+            if not args.apply:
+                return await reconcile_stores(audit.command, audit.read_model, None, args.since, progress)
+            async with open_repairs(settings, audit) as repairs:
+                return await reconcile_stores(audit.command, audit.read_model, repairs, args.since, progress)
+        finally:
+            await audit.close()
+
+    result = asyncio.run(reconcile())
+    for line in result.lines():
+        print(line)
+    print(f"reconcile: {'applied' if args.apply else 'dry run, nothing changed'}; {progress.summary()}")
+    if not args.apply and result.pending():
+        return EXIT_REPAIRS_PENDING
+    return EXIT_FINDINGS if result.unrepairable() else EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from acme_customer.config import Settings, described, secrets_in, shown
+    from acme_customer.errors import ConfigError
+
+    secrets = sorted({secret for secret in secrets_in(os.environ) if len(secret) >= 4}, key=len, reverse=True)
+
+    def say(line: str, problem: bool = False) -> None:
+        for secret in secrets:  # belt and braces: no secret in any line, whatever a message quotes
+            line = line.replace(secret, "***")
+        print(f"acme-customer: {line}" if problem else line, file=sys.stderr if problem else sys.stdout)
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as error:
+        for problem in error.problems:
+            say(problem, problem=True)
+        return EXIT_CONFIGURATION
+    rows = described(settings) + [
+        (name, shown(name, value)) for name, value in sorted(os.environ.items()) if name.startswith("OTEL_")
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        say(f"{name:<{width}}  {value}")
+    if not args.connect:
+        return EXIT_OK
+    from acme_customer.bootstrap import check_dependencies
+
+    checks = asyncio.run(check_dependencies(settings))
+    for check in checks:
+        if check.problem is None:
+            say(f"{check.name}: {check.answer}")
+        else:
+            say(check.problem, problem=True)
+    return EXIT_UNAVAILABLE if any(check.problem for check in checks) else EXIT_OK
 
 
 def _demo(_: argparse.Namespace) -> int:
@@ -259,6 +414,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from acme_customer.config import Settings
+    from acme_customer.errors import ConfigError
+
+    try:  # checked here first: Faust reads WEB_PORT itself, at import, and a bad one is its traceback
+        Settings.from_env(os.environ)
+    except ConfigError as error:
+        for problem in error.problems:  # as the app's own check words it
+            print(f"acme-customer: configuration error: {problem}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     from acme_customer.app import app
 
     sys.argv = ["acme-customer", "worker", *args.faust_args]
@@ -305,6 +469,20 @@ def build_parser() -> argparse.ArgumentParser:
     projections.add_argument("action", choices=["rebuild"])
     projections.set_defaults(handler=_projections)
 
+    verify = commands.add_parser("verify", help="check PostgreSQL, the event store and MongoDB against the invariants")
+    verify.add_argument("--since", type=_month, metavar="YYYY-MM", help="only customers of this month and later")
+    verify.set_defaults(handler=_verify)
+
+    reconcile = commands.add_parser("reconcile", help="repair what verify finds, from PostgreSQL (dry run by default)")
+    reconcile.add_argument("--apply", action="store_true", help="repair; without it, only say what would be done")
+    reconcile.add_argument("--since", type=_month, metavar="YYYY-MM", help="only customers of this month and later")
+    reconcile.set_defaults(handler=_reconcile)
+
+    config = commands.add_parser("config", help="show the effective configuration (secrets masked) and its problems")
+    config.add_argument("action", choices=["check"])
+    config.add_argument("--connect", action="store_true", help="also ask each dependency whether it answers")
+    config.set_defaults(handler=_config)
+
     demo = commands.add_parser("demo", help="run the main job end to end on the local stack and show the result")
     demo.set_defaults(handler=_demo)
 
@@ -335,8 +513,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from acme_customer.errors import AcmeCustomerError, ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    # aiokafka logs each refused connection at ERROR before raising; the error is ours to report, once
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"acme-customer: {problem}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    except AcmeCustomerError as error:  # a dependency unreachable or refusing: one line, no traceback
+        print(f"acme-customer: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

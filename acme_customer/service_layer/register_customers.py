@@ -166,12 +166,24 @@ async def publish_registrations(
     to_publish = [
         (outcome.input_event_id, outcome.event) for outcome in outcomes if outcome.publish and outcome.event is not None
     ]
-    events = [event for _, event in to_publish]
-    if not events:
-        return
     traces = trace_of_input or {}
     trace_of = {event.event_id: traces[input_id] for input_id, event in to_publish if input_id in traces}
-    await publisher.publish_customer_registered(events, trace_of)
+    await publish_events([event for _, event in to_publish], publisher, store, trace_of)
+
+
+async def publish_events(
+    events: Sequence[CustomerRegistered],
+    publisher: EventPublisher,
+    store: CustomerStore,
+    trace_of: Mapping[UUID, Context] | None = None,
+) -> None:
+    """Publish CustomerRegistered events (new, or as stored), wait for Kafka, then note them published.
+
+    ``trace_of`` (by CustomerRegistered eventId): the trace each continues, when known.
+    """
+    if not events:
+        return
+    await publisher.publish_customer_registered(events, trace_of or {})
     event_ids = [event.event_id for event in events]
     try:
         await store.mark_published(event_ids)

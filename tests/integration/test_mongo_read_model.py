@@ -13,7 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from acme_customer.adapters.mongo import MongoReadModel
+from acme_customer.adapters.mongo import INDEXES, Index, MongoReadModel, indexes_of
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
 from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
@@ -165,6 +165,38 @@ async def test_the_read_model_indexes_exist_and_userid_and_customernumber_are_un
         assert caught.value.code == 11000
         assert await collection.find_one({"_id": duplicate["_id"]}) is None
     assert await collection.count_documents({"userId": str(customer.user_id)}) == 1
+
+
+async def test_the_email_index_is_on_email_address_the_field_an_email_lookup_asks_for(
+    adapter_read_model: MongoReadModel,
+) -> None:
+    indexes = await indexes_of(adapter_read_model.collection)
+    assert indexes["idx_email"] == Index("idx_email", (("email.address", 1),))
+    assert indexes == {index.name: index for index in INDEXES}
+    # the indexed path is where the projection puts the address
+    customer = a_customer()
+    document = customer.to_read_model(1)
+    await adapter_read_model.collection.insert_one(document)
+    found = await adapter_read_model.collection.find_one({"email.address": customer.email})
+    assert found is not None and found["_id"] == str(customer.customer_id)
+
+
+async def test_an_index_declared_otherwise_under_the_same_name_is_replaced_at_start(mongodb_uri: str) -> None:
+    read_model = MongoReadModel.create(mongodb_uri, f"it_indexes_{uuid.uuid4().hex[:12]}")
+    try:
+        # as an earlier version of this service declared it: the whole email sub-document
+        await read_model.collection.create_index([("email", 1)], name="idx_email")
+        await read_model.collection.create_index([("status", 1)], name="idx_status", unique=True)
+
+        await read_model.ensure_indexes()  # MongoDB alone would refuse: same name, other keys
+
+        indexes = await indexes_of(read_model.collection)
+        assert indexes["idx_email"] == Index("idx_email", (("email.address", 1),))
+        assert indexes["idx_status"] == Index("idx_status", (("status", 1),), unique=False)
+        assert indexes == {index.name: index for index in INDEXES}
+    finally:
+        await read_model.client.drop_database(read_model.collection.database.name)
+        await read_model.close()
 
 
 @pytest.mark.parametrize("field", ["userId", "customerNumber"])

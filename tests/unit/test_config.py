@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from acme_customer.config import Settings
+from acme_customer.config import Settings, described, secrets_in, shown, without_secrets
 from acme_customer.errors import AcmeCustomerError, ConfigError
 
 REQUIRED = {
@@ -25,6 +25,12 @@ def config_error(environment: dict[str, str]) -> str:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(environment)
     return str(caught.value)
+
+
+def config_problems(environment: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(environment)
+    return list(caught.value.problems)
 
 
 # --- required settings ------------------------------------------------------------------------
@@ -66,7 +72,12 @@ def test_settings_come_from_the_given_mapping_not_from_the_process_environment(
     for name, value in REQUIRED.items():
         monkeypatch.setenv(name, value)
 
-    assert config_error({}) == "KAFKA_BOOTSTRAP_SERVERS is not set (see README: Configuration)"
+    assert config_problems({}) == [
+        "KAFKA_BOOTSTRAP_SERVERS is not set (see README: Configuration)",
+        "DATABASE_URL is not set (see README: Configuration)",
+        "MONGODB_URI is not set (see README: Configuration)",
+        "EVENT_FORMAT=avro (the default) needs SCHEMA_REGISTRY_URL; set it, or EVENT_FORMAT=json",
+    ]
 
 
 def test_config_error_belongs_to_the_service_error_tree() -> None:
@@ -242,6 +253,28 @@ def test_a_malformed_setting_stops_start_up_with_one_clear_line(name: str, value
     assert "\n" not in text
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MONGODB_URI", "mongodb://svc:s3cret@h:notaport/"),
+        ("MONGODB_URI", "mongodb://h1:27017,h2:99999/"),
+        ("MONGODB_URI", "mongodb://[::1/"),
+        ("DATABASE_URL", "postgresql://customer:s3cret@db:port/customer"),
+    ],
+)
+def test_a_url_with_a_malformed_port_stops_start_up_without_showing_the_value(name: str, value: str) -> None:
+    assert config_error(env(**{name: value})) == (
+        f"{name} has a malformed host or port (the value is not shown: it may hold a password)"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri", ["mongodb://svc:p%40ss@h1:27017,h2:27018/?replicaSet=rs0", "mongodb://[::1]:27017/", "mongodb://h/"]
+)
+def test_hosts_with_or_without_ports_are_accepted(uri: str) -> None:
+    assert Settings.from_env(env(MONGODB_URI=uri)).mongodb_uri == uri
+
+
 def test_a_malformed_database_url_is_reported_without_its_password() -> None:
     text = config_error(env(DATABASE_URL="mysql://customer:s3cret@db/customer"))
 
@@ -256,10 +289,33 @@ def test_a_malformed_mongodb_uri_is_reported_without_its_password() -> None:
     assert text.startswith("MONGODB_URI")
 
 
-def test_the_first_bad_setting_is_the_one_reported() -> None:
-    text = config_error({"KAFKA_BOOTSTRAP_SERVERS": "localhost", "WEB_PORT": "abc"})
+def test_every_bad_setting_is_reported_each_on_its_own_line_in_a_fixed_order() -> None:
+    problems = config_problems(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "localhost",
+            "MONGODB_URI": "mongodb://db",
+            "EVENT_FORMAT": "xml",
+            "WEB_PORT": "abc",
+            "RETRY_BACKOFF_SECONDS": "1,-2",
+        }
+    )
 
-    assert text.startswith("KAFKA_BOOTSTRAP_SERVERS")
+    assert problems == [
+        "KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port], got 'localhost'",
+        "DATABASE_URL is not set (see README: Configuration)",
+        "EVENT_FORMAT must be 'avro' or 'json', got 'xml'",
+        "WEB_PORT must be an integer, got 'abc'",
+        "RETRY_BACKOFF_SECONDS must hold finite, non-negative delays, got '1,-2'",
+    ]
+    assert all("\n" not in problem for problem in problems)
+
+
+def test_a_single_problem_is_the_whole_message() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env(WEB_PORT="abc"))
+
+    assert caught.value.problems == ("WEB_PORT must be an integer, got 'abc'",)
+    assert str(caught.value) == "WEB_PORT must be an integer, got 'abc'"
 
 
 @pytest.mark.parametrize(
@@ -396,3 +452,87 @@ def test_a_bad_processed_cache_setting_stops_start_up_naming_it(name: str, value
         Settings.from_env(env(**{name: value}))
 
     assert str(raised.value) == message
+
+
+# --- shown by config check: secrets masked ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown_as"),
+    [
+        ("postgresql://customer:s3cret@db:5432/customer", "postgresql://customer:***@db:5432/customer"),
+        (
+            "postgresql://customer@db/customer?password=s3cret&sslmode=require",
+            "postgresql://customer@db/customer?password=***&sslmode=require",
+        ),
+        (
+            "mongodb://svc:s3cret@h1:27017,h2:27017/?replicaSet=rs0",
+            "mongodb://svc:***@h1:27017,h2:27017/?replicaSet=rs0",
+        ),
+        ("mongodb://svc:p@ss@host/", "mongodb://svc:***@host/"),
+        (
+            "mongodb+srv://h/?authMechanismProperties=AWS_SESSION_TOKEN:s3cret",
+            "mongodb+srv://h/?authMechanismProperties=***",
+        ),
+        ("http://registry:8081/apis/ccompat/v7", "http://registry:8081/apis/ccompat/v7"),
+        ("broker-1:9092,broker-2:9092", "broker-1:9092,broker-2:9092"),
+    ],
+)
+def test_a_url_is_shown_without_its_password_or_secret_parameters(url: str, shown_as: str) -> None:
+    assert without_secrets(url) == shown_as
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sasl_password",
+        "KAFKA_SASL_PASSWORD",
+        "api_tokens",
+        "API_TOKENS_FILE",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "DB_SECRET",
+    ],
+)
+def test_a_value_whose_name_says_secret_is_never_shown(name: str) -> None:
+    assert shown(name, "s3cret") == "***"
+    assert shown(name, ("token-one", "token-two")) == "***"
+    assert shown(name, None) == "(unset)"
+
+
+def test_every_effective_setting_is_described_and_no_secret_is_in_the_description() -> None:
+    settings = Settings.from_env(
+        env(
+            DATABASE_URL="postgresql://customer:pg-s3cret@db/customer",
+            MONGODB_URI="mongodb://svc:mongo-s3cret@db/",
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_USERNAME="svc",
+            KAFKA_SASL_PASSWORD="kafka-s3cret",
+        )
+    )
+
+    described_settings = dict(described(settings))
+
+    assert described_settings["database_url"] == "postgresql://customer:***@db/customer"
+    assert described_settings["kafka_security.sasl_password"] == "***"
+    assert described_settings["kafka_security.sasl_username"] == "svc"
+    assert described_settings["retry_backoff"] == "1.0,2.0,4.0,8.0,16.0"
+    assert described_settings["kafka_security.ssl_cafile"] == "(unset)"
+    assert described_settings["api_tokens"] == "(unset)"
+    assert len(described_settings) == 23
+    assert "s3cret" not in repr(described_settings)
+
+
+def test_the_secrets_of_an_environment_are_found_to_be_scrubbed() -> None:
+    secrets = set(
+        secrets_in(
+            {
+                "DATABASE_URL": "postgresql://u:pg-pw@db/c",
+                "API_TOKENS": "token-one, token-two",
+                "LOG_LEVEL": "INFO",
+                "WEIRD": "http://[::1",
+            }
+        )
+    )
+
+    assert {"pg-pw", "token-one", "token-two"} <= secrets
+    assert "INFO" not in secrets
