@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from acme_customer.adapters.codec import encode_json
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
+from acme_customer.adapters.kafka_producer import AiokafkaProducer
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
 from acme_customer.adapters.topics import read_topic, topic_partitions
@@ -35,18 +36,6 @@ class TestMongoReadModel(ReadModelContract):
     @pytest.fixture
     def read_model(self, adapter_read_model: MongoReadModel) -> MongoReadModel:
         return adapter_read_model
-
-
-class AiokafkaProducer:
-    """An aiokafka producer in the shape KafkaPublisher expects of Faust's."""
-
-    def __init__(self, producer: AIOKafkaProducer):
-        self.producer = producer
-
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, timestamp: Any, headers: Any
-    ) -> Any:
-        return await self.producer.send(topic, value, key=key, partition=partition, headers=headers)
 
 
 async def _ensure_topic(bootstrap: str, name: str) -> None:
