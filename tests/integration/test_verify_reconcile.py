@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from opentelemetry.context import Context
 from psycopg import sql
 from pymongo import MongoClient
 from schema_registry.client import AsyncSchemaRegistryClient
@@ -66,7 +67,9 @@ class Acknowledged(EventPublisher):
     """Kafka's acknowledgement without Kafka: the healthy stores need their events marked published,
     and publishing them to the shared customer.events would hand them to other suites' workers."""
 
-    async def publish_customer_registered(self, events: Sequence[CustomerRegistered]) -> None:
+    async def publish_customer_registered(
+        self, events: Sequence[CustomerRegistered], trace_of: Mapping[UUID, Context] | None = None
+    ) -> None:
         return None
 
 
