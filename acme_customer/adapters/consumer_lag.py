@@ -8,28 +8,14 @@ alerts on.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from acme_customer.adapters.topics import security_options
 from acme_customer.config import KafkaSecurity
-
-
-def client_options(security: KafkaSecurity) -> dict[str, Any]:
-    """aiokafka client arguments for the configured TLS/SASL settings."""
-    options: dict[str, Any] = {"security_protocol": security.protocol}
-    if security.protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(cafile=security.ssl_cafile)
-    if security.protocol.startswith("SASL"):
-        options.update(
-            sasl_mechanism=security.sasl_mechanism or "PLAIN",
-            sasl_plain_username=security.sasl_username,
-            sasl_plain_password=security.sasl_password,
-        )
-    return options
 
 
 def lag_of(end_offsets: Mapping[Any, int], committed: Mapping[Any, int | None]) -> dict[Any, int]:
@@ -43,7 +29,7 @@ class GroupOffsets:
     def __init__(self, bootstrap_servers: str, group: str, security: KafkaSecurity | None = None) -> None:
         self.group = group
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, **client_options(security or KafkaSecurity())
+            bootstrap_servers=bootstrap_servers, **security_options(security or KafkaSecurity())
         )
         self._started = False
 

@@ -93,6 +93,17 @@ async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPart
     return [TopicPartition(topic, partition["partition"]) for partition in description["partitions"]]
 
 
+async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+    """The end offset of each partition of ``topic`` (where the next record will go)."""
+    partitions = await topic_partitions(bootstrap_servers, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(
     bootstrap_servers: str,
     topic: str,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from acme_customer.adapters.codec import encode_json
@@ -17,7 +17,7 @@ from acme_customer.adapters.kafka import CUSTOMER_EVENTS, KafkaPublisher
 from acme_customer.adapters.kafka_producer import AiokafkaProducer
 from acme_customer.adapters.mongo import MongoReadModel
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
-from acme_customer.adapters.topics import read_topic, topic_partitions
+from acme_customer.adapters.topics import end_offsets, read_topic
 from tests.contracts.profiles import ProfileSourceContract
 from tests.contracts.publisher import Letter, Published, PublisherContract
 from tests.contracts.read_model import ReadModelContract
@@ -52,16 +52,6 @@ async def _read_from(bootstrap: str, topic: str, since: dict[int, int]) -> list[
     return await read_topic(bootstrap, topic, since=since)
 
 
-async def _ends(bootstrap: str, topic: str) -> dict[int, int]:
-    partitions = await topic_partitions(bootstrap, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
-    finally:
-        await consumer.stop()
-
-
 class TestKafkaPublisher(PublisherContract):
     scratch_topic = f"scratch.contract.{uuid.uuid4().hex[:8]}"
 
@@ -70,8 +60,8 @@ class TestKafkaPublisher(PublisherContract):
         await _ensure_topic(kafka_bootstrap, f"{self.scratch_topic}.dlq")
         self.bootstrap = kafka_bootstrap
         self.since = {
-            CUSTOMER_EVENTS: await _ends(kafka_bootstrap, CUSTOMER_EVENTS),
-            f"{self.scratch_topic}.dlq": await _ends(kafka_bootstrap, f"{self.scratch_topic}.dlq"),
+            CUSTOMER_EVENTS: await end_offsets(kafka_bootstrap, CUSTOMER_EVENTS),
+            f"{self.scratch_topic}.dlq": await end_offsets(kafka_bootstrap, f"{self.scratch_topic}.dlq"),
         }
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", compression_type="zstd")
         await producer.start()

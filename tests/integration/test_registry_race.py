@@ -126,12 +126,15 @@ async def test_a_refusal_that_did_not_settle_is_tried_again_after_a_wait(registr
 async def test_a_refusal_that_never_settles_is_reported_with_the_registrys_answer(registry_url: str) -> None:
     topic = f"race-{uuid.uuid4().hex[:12]}"
 
+    waits: list[float] = []
+
     async def sleep(seconds: float) -> None:
-        pass
+        waits.append(seconds)
 
     codec = TopicCodec(topic, CUSTOMER_REGISTERED, Refusing(registry_url, {"update_compatibility": 99}))
 
     with pytest.raises(RegistryUnavailable) as raised:
         await codec.register(delays=(0.1, 0.2), sleep=sleep)
 
+    assert waits == [0.1, 0.2]  # tried again after each delay, then reported
     assert str(raised.value).endswith("failed at start (3 attempts): HTTP 409: Unable to update level: BACKWARD.")

@@ -35,7 +35,7 @@ from acme_customer.adapters.mongo_audit import MongoAudit
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
 from acme_customer.adapters.postgres_audit import PostgresAudit
 from acme_customer.adapters.schemas import CUSTOMER_REGISTERED
-from acme_customer.adapters.topics import read_topic, topic_partitions
+from acme_customer.adapters.topics import end_offsets, read_topic
 from acme_customer.domain.events import CustomerRegistered
 from acme_customer.entrypoints.cli import EXIT_FINDINGS, EXIT_OK, EXIT_REPAIRS_PENDING
 from acme_customer.service_layer.ports import EventPublisher
@@ -338,7 +338,7 @@ def test_reconcile_apply_repairs_what_the_source_of_truth_can_and_verify_then_re
     stores: Stores, kafka_bootstrap: str, registry_url: str
 ) -> None:
     broken = break_stores(stores)
-    since = asyncio.run(_end_offsets(kafka_bootstrap, CUSTOMER_EVENTS))
+    since = asyncio.run(end_offsets(kafka_bootstrap, CUSTOMER_EVENTS))
 
     applied = cli(stores, "reconcile", "--apply")
 
@@ -382,18 +382,6 @@ def test_reconcile_apply_repairs_what_the_source_of_truth_can_and_verify_then_re
 
 
 # -- Kafka ---------------------------------------------------------------------------------------
-
-
-async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    from aiokafka import AIOKafkaConsumer
-
-    partitions = await topic_partitions(bootstrap, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
-    finally:
-        await consumer.stop()
 
 
 @dataclass
