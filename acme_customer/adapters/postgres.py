@@ -9,8 +9,10 @@ statement itself (a defect) is neither, and the handlers isolate it record by re
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -153,60 +155,21 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
             span.set_attribute("db.system", "postgresql")
             span.set_attribute("customer.count", len(customers))
             async with _translated(), self.connection.cursor() as cursor:
-                await cursor.executemany(
-                    "INSERT INTO customers (id, user_id, customer_number, first_name, last_name, display_name,"
-                    " email, email_verified, status, type, preferred_locale, timezone, preferred_currency,"
-                    " profile_completeness, registered_at, last_activity_at)"
-                    " VALUES (%(customer_id)s, %(user_id)s, %(customer_number)s, %(first_name)s, %(last_name)s,"
-                    " %(display_name)s, %(email)s, %(email_verified)s, %(status)s, %(type)s, %(preferred_locale)s,"
-                    " %(timezone)s, %(preferred_currency)s, %(profile_completeness)s, %(registered_at)s,"
-                    " %(last_activity_at)s)",
-                    [_customer_row(customer) for customer in customers],
-                )
-                await cursor.executemany(
-                    "INSERT INTO customer_preferences (customer_id, email_notifications, sms_notifications,"
-                    " push_notifications, marketing_communications, share_data_with_partners, allow_analytics)"
-                    " VALUES (%(customer_id)s, %(email)s, %(sms)s, %(push)s, %(marketing)s,"
-                    " %(share_data_with_partners)s, %(allow_analytics)s)",
-                    [
-                        {"customer_id": customer.customer_id, **_preferences_row(customer.preferences)}
-                        for customer in customers
-                    ],
-                )
+                await cursor.execute(_CUSTOMERS.sql, _CUSTOMERS.arrays(customers))
+                await cursor.execute(_PREFERENCES_ROWS.sql, _PREFERENCES_ROWS.arrays(customers))
 
     async def append_events(self, events: Sequence[CustomerRegistered]) -> None:
         with tracer.start_as_current_span("persist_event") as span:
             span.set_attribute("db.system", "postgresql")
             span.set_attribute("event.count", len(events))
             async with _translated(), self.connection.cursor() as cursor:
-                await cursor.executemany(
-                    "INSERT INTO event_store (event_id, event_type, event_version, aggregate_type, aggregate_id,"
-                    " aggregate_version, correlation_id, causation_id, occurred_at, envelope)"
-                    " VALUES (%(event_id)s, %(event_type)s, %(event_version)s, 'Customer', %(customer_id)s, 1,"
-                    " %(correlation_id)s, %(causation_id)s, %(occurred_at)s, %(envelope)s)",
-                    [
-                        {
-                            "event_id": event.event_id,
-                            "event_type": CUSTOMER_REGISTERED,
-                            "event_version": EVENT_VERSION,
-                            "customer_id": event.customer_id,
-                            "correlation_id": event.correlation_id,
-                            "causation_id": event.causation_id,
-                            "occurred_at": event.timestamp,
-                            "envelope": Jsonb(event.to_dict()),
-                        }
-                        for event in events
-                    ],
-                )
+                await cursor.execute(_EVENTS.sql, _EVENTS.arrays(events))
 
     async def mark_processed(self, processed: Sequence[tuple[UUID, UUID]]) -> None:
         if not processed:
             return
         async with _translated(), self.connection.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO processed_events (event_id, event_type, customer_id) VALUES (%s, 'UserRegistered', %s)",
-                list(processed),
-            )
+            await cursor.execute(_PROCESSED.sql, _PROCESSED.arrays(processed))
 
     async def commit(self) -> None:
         async with _translated():
@@ -303,33 +266,97 @@ class PostgresProfiles(ProfileSource):
         return [customer_of(row) for row in rows]
 
 
-def _customer_row(customer: Customer) -> dict[str, Any]:
-    """The ``customers`` row of a customer, by column name."""
-    return {
-        "customer_id": customer.customer_id,
-        "user_id": customer.user_id,
-        "customer_number": str(customer.customer_number),
-        "first_name": customer.first_name,
-        "last_name": customer.last_name,
-        "display_name": customer.display_name,
-        "email": customer.email,
-        "email_verified": customer.email_verified,
-        "status": customer.status,
-        "type": customer.type,
-        "preferred_locale": customer.preferred_locale,
-        "timezone": customer.timezone,
-        "preferred_currency": customer.preferred_currency,
-        "profile_completeness": customer.profile_completeness,
-        "registered_at": customer.registered_at,
-        "last_activity_at": customer.last_activity_at,
-    }
+@dataclass(frozen=True)
+class _RowsInsert:
+    """One ``INSERT … SELECT FROM unnest(…)`` for many rows: a statement per table and batch.
+
+    Each column is sent as one array (``columns``: name, PostgreSQL type, how to read it from
+    an item), so a batch of 100 is one statement and one round trip, not 100 executions.
+    """
+
+    table: str
+    columns: tuple[tuple[str, str, Callable[[Any], Any]], ...]
+    constants: tuple[tuple[str, str], ...] = ()  # columns with the same SQL value in every row
+
+    @functools.cached_property
+    def sql(self) -> str:
+        names = [name for name, _, _ in self.columns] + [name for name, _ in self.constants]
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind, _ in self.columns)  # binary: no text escaping
+        values = ", ".join(["u.*", *(value for _, value in self.constants)])
+        return f"INSERT INTO {self.table} ({', '.join(names)}) SELECT {values} FROM unnest({arrays}) AS u"
+
+    def arrays(self, items: Sequence[Any]) -> list[list[Any]]:
+        return [[read(item) for item in items] for _, _, read in self.columns]
 
 
-_PREFERENCES = ("email", "sms", "push", "marketing", "share_data_with_partners", "allow_analytics")
+_CUSTOMERS = _RowsInsert(
+    "customers",
+    (
+        ("id", "uuid", lambda c: c.customer_id),
+        ("user_id", "uuid", lambda c: c.user_id),
+        ("customer_number", "text", lambda c: str(c.customer_number)),
+        ("first_name", "text", lambda c: c.first_name),
+        ("last_name", "text", lambda c: c.last_name),
+        ("display_name", "text", lambda c: c.display_name),
+        ("email", "text", lambda c: c.email),
+        ("email_verified", "boolean", lambda c: c.email_verified),
+        ("status", "text", lambda c: c.status),
+        ("type", "text", lambda c: c.type),
+        ("preferred_locale", "text", lambda c: c.preferred_locale),
+        ("timezone", "text", lambda c: c.timezone),
+        ("preferred_currency", "text", lambda c: c.preferred_currency),
+        ("profile_completeness", "integer", lambda c: c.profile_completeness),
+        ("registered_at", "timestamptz", lambda c: c.registered_at),
+        ("last_activity_at", "timestamptz", lambda c: c.last_activity_at),
+    ),
+)
+
+# the preferences' names in the domain, and their columns
+_PREFERENCES = {
+    "email": "email_notifications",
+    "sms": "sms_notifications",
+    "push": "push_notifications",
+    "marketing": "marketing_communications",
+    "share_data_with_partners": "share_data_with_partners",
+    "allow_analytics": "allow_analytics",
+}
 
 
-def _preferences_row(preferences: Preferences) -> dict[str, Any]:
-    return {name: getattr(preferences, name) for name in _PREFERENCES}
+def _preference(name: str) -> Callable[[Customer], bool]:
+    return lambda customer: bool(getattr(customer.preferences, name))
+
+
+_PREFERENCES_ROWS = _RowsInsert(
+    "customer_preferences",
+    (
+        ("customer_id", "uuid", lambda c: c.customer_id),
+        *((column, "boolean", _preference(name)) for name, column in _PREFERENCES.items()),
+    ),
+)
+
+_EVENTS = _RowsInsert(
+    "event_store",
+    (
+        ("event_id", "uuid", lambda e: e.event_id),
+        ("aggregate_id", "uuid", lambda e: e.customer_id),
+        ("correlation_id", "uuid", lambda e: e.correlation_id),
+        ("causation_id", "uuid", lambda e: e.causation_id),
+        ("occurred_at", "timestamptz", lambda e: e.timestamp),
+        ("envelope", "jsonb", lambda e: Jsonb(e.to_dict())),
+    ),
+    constants=(
+        ("event_type", f"'{CUSTOMER_REGISTERED}'"),
+        ("event_version", f"'{EVENT_VERSION}'"),
+        ("aggregate_type", "'Customer'"),
+        ("aggregate_version", "1"),
+    ),
+)
+
+_PROCESSED = _RowsInsert(
+    "processed_events",
+    (("event_id", "uuid", lambda pair: pair[0]), ("customer_id", "uuid", lambda pair: pair[1])),
+    constants=(("event_type", "'UserRegistered'"),),
+)
 
 
 def customer_of(row: dict[str, Any]) -> Customer:
