@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import faust
 import pytest
 
-from acme_customer.config import Settings, described, secrets_in, shown, without_secrets
+from acme_customer.config import (
+    ENV_VARS,
+    FAUST_ENV_VARS,
+    Settings,
+    described,
+    secrets_in,
+    shown,
+    without_secrets,
+)
 from acme_customer.errors import AcmeCustomerError, ConfigError
 
 REQUIRED = {
@@ -536,3 +546,59 @@ def test_the_secrets_of_an_environment_are_found_to_be_scrubbed() -> None:
 
     assert {"pg-pw", "token-one", "token-two"} <= secrets
     assert "INFO" not in secrets
+
+
+# --- the names read (what deploy/ may set: tests/unit/test_deploy_artefacts.py) --------------------
+
+
+class RecordingEnv(Mapping[str, str]):
+    """An environment that notes every name looked up in it (and refuses to be listed whole)."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.looked_up: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.looked_up.add(name)
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("from_env must look names up, not list the environment")
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [REQUIRED, {**REQUIRED, "API_TOKENS": "a-token-of-sixteen-or-more", "KAFKA_SASL_PASSWORD": "pw", "WEB_HOST": "::"}],
+    ids=["required-only", "more-set"],
+)
+def test_from_env_reads_exactly_the_names_of_env_vars(values: dict[str, str]) -> None:
+    recording = RecordingEnv(values)
+
+    Settings.from_env(recording)
+
+    assert sorted(recording.looked_up) == sorted(ENV_VARS)
+    assert len(set(ENV_VARS)) == len(ENV_VARS)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {**REQUIRED, **{name: "not-valid" for name in ("WEB_PORT", "BATCH_SIZE", "LOG_LEVEL", "EVENT_FORMAT")}}],
+    ids=["empty", "malformed"],
+)
+def test_from_env_stopping_at_a_problem_has_read_no_name_outside_env_vars(values: dict[str, str]) -> None:
+    recording = RecordingEnv(values)
+
+    with pytest.raises(ConfigError):
+        Settings.from_env(recording)
+
+    assert recording.looked_up <= set(ENV_VARS)
+
+
+@pytest.mark.parametrize("name", FAUST_ENV_VARS)
+def test_the_faust_variables_are_read_by_faust_itself(name: str) -> None:
+    setting = next((value for value in vars(faust.Settings).values() if getattr(value, "env_name", None) == name), None)
+    assert setting is not None, f"no Faust setting reads {name}"
+    assert name not in ENV_VARS
