@@ -24,7 +24,11 @@ class StoredRegistration:
 
 
 class CustomerUnitOfWork(abc.ABC):
-    """One PostgreSQL transaction: rolled back unless ``commit`` is called."""
+    """One PostgreSQL transaction: rolled back unless ``commit`` is called.
+
+    A write the store refuses (StoreConflict, RecordRejected) raises at the write or, at the
+    latest, at ``commit``; either way nothing of the unit of work is stored.
+    """
 
     async def __aenter__(self) -> CustomerUnitOfWork:
         return self

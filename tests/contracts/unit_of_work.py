@@ -3,6 +3,10 @@
 A subclass provides the ``store`` fixture (a ``CustomerStore``). The same behaviour is then
 asserted of both, so a fake cannot drift from what PostgreSQL does (pyeventsourcing's
 ``tests/persistence.py`` does this per recorder).
+
+A write the store refuses raises at the write itself (the fake) or, at the latest, at the
+commit (PostgreSQL in pipeline mode sends the inserts with the COMMIT): the contract asks
+for the error by the end of the unit of work, and for nothing to be stored.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ class UnitOfWorkContract:
         async with store.unit_of_work() as uow:
             with pytest.raises(StoreConflict):
                 await uow.add_customers([again])
+                await uow.commit()  # a refusal comes at the write or, at the latest, here
 
     async def test_a_customer_number_already_held_is_a_conflict(self, store: CustomerStore) -> None:
         year_month = fresh_month()
@@ -113,6 +118,7 @@ class UnitOfWorkContract:
         async with store.unit_of_work() as uow:
             with pytest.raises(StoreConflict):
                 await uow.add_customers([other])
+                await uow.commit()  # a refusal comes at the write or, at the latest, here
 
     async def test_an_event_id_already_stored_is_a_conflict(self, store: CustomerStore) -> None:
         customer, event = registration(fresh_month(), 1)
@@ -121,6 +127,7 @@ class UnitOfWorkContract:
         async with store.unit_of_work() as uow:
             with pytest.raises(StoreConflict):
                 await uow.append_events([event])
+                await uow.commit()  # a refusal comes at the write or, at the latest, here
 
     async def test_a_second_registration_event_for_one_customer_is_a_conflict(self, store: CustomerStore) -> None:
         customer, event = registration(fresh_month(), 1)
@@ -130,6 +137,7 @@ class UnitOfWorkContract:
         async with store.unit_of_work() as uow:
             with pytest.raises(StoreConflict):  # (aggregate_id, aggregate_version) is unique
                 await uow.append_events([second])
+                await uow.commit()  # a refusal comes at the write or, at the latest, here
 
     async def test_an_input_event_processed_twice_is_a_conflict(self, store: CustomerStore) -> None:
         customer, event = registration(fresh_month(), 1)
@@ -138,11 +146,13 @@ class UnitOfWorkContract:
         async with store.unit_of_work() as uow:
             with pytest.raises(StoreConflict):
                 await uow.mark_processed([(input_event_id, customer.customer_id)])
+                await uow.commit()  # a refusal comes at the write or, at the latest, here
 
     async def test_a_processed_event_must_point_to_an_existing_customer(self, store: CustomerStore) -> None:
         async with store.unit_of_work() as uow:
             with pytest.raises(RecordRejected):
                 await uow.mark_processed([(uuid.uuid4(), uuid.uuid4())])
+                await uow.commit()  # a refusal comes at the write or, at the latest, here
 
     async def test_a_reachable_store_answers_a_ping(self, store: CustomerStore) -> None:
         assert await store.ping() is True

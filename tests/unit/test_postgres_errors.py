@@ -39,6 +39,8 @@ from acme_customer.errors import (
         (psycopg.NotSupportedError(), StoreDefect),
         (psycopg.InternalError(), StoreDefect),
         (psycopg.Error("unknown"), StoreDefect),
+        # an OperationalError, but not an outage: a statement skipped after a failed one (pipeline mode)
+        (pg_errors.PipelineAborted("pipeline aborted"), StoreDefect),
     ],
 )
 def test_each_driver_error_maps_to_what_retrying_it_can_achieve(error: Exception, ours: type[Exception]) -> None:
