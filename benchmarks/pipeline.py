@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,11 +53,31 @@ class BenchWorker:
     stack: Stack
     worker: Worker
     name: str
+    more: list[Worker] = field(default_factory=list)  # further workers in the same group (scale-out runs)
 
     @property
     def pid(self) -> int:
         assert self.worker.process is not None
         return self.worker.process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid] + [worker.process.pid for worker in self.more if worker.process is not None]
+
+    def transaction_seconds(self) -> tuple[float, int]:
+        """Sum and count of ``customer_creation_duration_seconds`` over the workers: each batch's
+        transaction, from its first lookup to its COMMIT. The month's counter row lock is held
+        for part of it (from the counter update on), so its mean bounds the lock's hold time."""
+        total, count = 0.0, 0
+        for worker in [self.worker, *self.more]:
+            with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            for line in text.splitlines():
+                if line.startswith("customer_creation_duration_seconds_sum"):
+                    total += float(line.split()[-1])
+                elif line.startswith("customer_creation_duration_seconds_count"):
+                    count += int(float(line.split()[-1]))
+        return total, count
 
     def counts(self) -> dict[str, int]:
         """Rows and documents now in this run's stores."""
@@ -102,16 +123,21 @@ def scratch_database() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def bench_worker(extra_env: dict[str, str], log_name: str = "bench-worker.log") -> Iterator[BenchWorker]:
-    """A ready worker on fresh databases, with no backlog in its consumer group; dropped afterwards."""
+def bench_worker(
+    extra_env: dict[str, str], log_name: str = "bench-worker.log", workers: int = 1
+) -> Iterator[BenchWorker]:
+    """Ready workers (one by default) on fresh databases, with no backlog in their consumer group;
+    dropped afterwards."""
     with scratch_database() as (name, url):
         try:
-            yield from _worker_on(name, url, extra_env, log_name)
+            yield from _worker_on(name, url, extra_env, log_name, workers)
         finally:
             MongoClient(os.environ["MONGODB_URI"]).drop_database(name)
 
 
-def _worker_on(name: str, url: str, extra_env: dict[str, str], log_name: str) -> Iterator[BenchWorker]:
+def _worker_on(
+    name: str, url: str, extra_env: dict[str, str], log_name: str, workers: int = 1
+) -> Iterator[BenchWorker]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -125,16 +151,33 @@ def _worker_on(name: str, url: str, extra_env: dict[str, str], log_name: str) ->
     log_dir = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack")) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(env=env, log_path=log_dir / log_name).start()
+    more = [
+        Worker(env=env, log_path=log_dir / log_name.replace(".log", f"-{n}.log")).start() for n in range(2, workers + 1)
+    ]
     try:
         worker.wait_ready()
+        if more:
+            _wait_spread([worker, *more])
         deadline = time.monotonic() + 300
         while (left := _backlog(env["KAFKA_BOOTSTRAP_SERVERS"], stack)) > 0:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the consumer group still has {left} records of backlog after 300 s")
             time.sleep(0.5)
-        yield BenchWorker(stack, worker, name)
+        yield BenchWorker(stack, worker, name, more)
     finally:
-        worker.stop(timeout=60)
+        for each in [worker, *more]:
+            each.stop(timeout=60)
+
+
+def _wait_spread(workers: list[Worker], timeout: float = 180) -> None:
+    """Until every worker holds partitions and together they hold both topics' 24, once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [worker.ready() for worker in workers]
+        if all(states) and sum(state["assignedPartitions"] for state in states if state) == 24:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{len(workers)} workers did not share the partitions within {timeout:.0f} s")
 
 
 @dataclass
@@ -151,6 +194,13 @@ class PipelineRun:
     counts: dict[str, int]
     committed_per_second: list[int] = field(default_factory=list)  # customers committed in second 0, 1, ...
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    workers: int = 1
+    transactions: tuple[float, int] = (0.0, 0)  # seconds in registration transactions, and how many
+
+    @property
+    def transaction_ms_mean(self) -> float:
+        seconds, count = self.transactions
+        return seconds / count * 1000 if count else 0.0
 
     @property
     def events_per_s(self) -> float:
@@ -178,15 +228,16 @@ def run_burst(
     while_loaded: Callable[[BenchWorker], Any] | None = None,
     keep: Callable[[BenchWorker], Any] | None = None,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> PipelineRun:
     """Produce ``burst`` at once into a fresh worker with ``BATCH_SIZE=batch_size`` and time it to the end.
 
     ``while_loaded(worker)`` is called as the burst starts and its result called when the burst
     is projected (a profiler); ``keep(worker)`` runs before the stores are dropped.
     """
-    with bench_worker({"BATCH_SIZE": str(batch_size), **(extra_env or {})}) as bench:
+    with bench_worker({"BATCH_SIZE": str(batch_size), **(extra_env or {})}, workers=workers) as bench:
         expected = burst.unique
-        cpu_before = cpu_seconds(bench.pid)
+        cpu_before = sum(cpu_seconds(pid) for pid in bench.pids)
         stop_profile = while_loaded(bench) if while_loaded else None
         started = time.time()
         bench.stack.produce(burst.records)
@@ -206,7 +257,7 @@ def run_burst(
             if now - progressed_at > STALL_S or now - started > timeout:
                 raise RuntimeError(f"burst stalled or not done after {now - started:.0f} s: {bench.counts()}")
             time.sleep(POLL_S)
-        cpu = cpu_seconds(bench.pid) - cpu_before
+        cpu = sum(cpu_seconds(pid) for pid in bench.pids) - cpu_before
         if stop_profile:
             stop_profile()
         # the database's own clock says when the last event was marked published (after Kafka's ack)
@@ -226,10 +277,12 @@ def run_burst(
             committed_s=min(float(last_published) - started, committed_at - started),
             projected_s=projected_at - started,
             cpu_s=cpu,
-            rss_peak_mb=rss_peak_mb(bench.pid),
+            rss_peak_mb=max(rss_peak_mb(pid) for pid in bench.pids),
             counts=bench.counts(),
             committed_per_second=timeline,
             load_average=os.getloadavg(),
+            workers=workers,
+            transactions=bench.transaction_seconds(),
         )
         if keep:
             keep(bench)
