@@ -14,8 +14,9 @@ from typing import Any
 
 import faust
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 
 from acme_customer.config import KafkaSecurity
 
@@ -78,7 +79,18 @@ async def refusal(bootstrap_servers: str, security: KafkaSecurity) -> str | None
             if reason is not None and reason not in reasons:
                 reasons.append(reason)
             continue
-        connection.close()
+        try:  # TLS alone to a SASL_SSL listener gets this far: the broker closes at the first request
+            await asyncio.wait_for(connection.send(MetadataRequest([])), PROBE_TIMEOUT_S)
+        except (OSError, KafkaError, TimeoutError):
+            reason = (
+                f"closed the connection at the first request over {security.protocol}:"
+                f" does that listener speak {security.protocol}? check KAFKA_SECURITY_PROTOCOL"
+            )
+            if reason not in reasons:
+                reasons.append(reason)
+            continue
+        finally:
+            connection.close()
         return None
     return "; ".join(reasons) or None
 
@@ -100,6 +112,12 @@ def _reason(error: BaseException, security: KafkaSecurity) -> str | None:
         )
     if isinstance(error, ssl.SSLError):
         return f"failed the TLS handshake ({error.reason or error}): is it a {security.protocol} listener?"
+    if isinstance(error, ConnectionResetError) or (isinstance(error, KafkaConnectionError) and "closed" in str(error)):
+        # it accepted the connection and dropped it at the first bytes: another protocol listens there
+        return (
+            f"closed the connection during the {security.protocol} handshake:"
+            f" does that listener speak {security.protocol}? check KAFKA_SECURITY_PROTOCOL"
+        )
     if isinstance(error, TimeoutError):
         return (
             f"did not complete the {security.protocol} handshake within {PROBE_TIMEOUT_S:.0f} s:"

@@ -154,6 +154,7 @@ def _holds_every_input_partition(worker: Worker) -> bool | None:
 
 WRONG_PASSWORD = {"KAFKA_SASL_PASSWORD": "not-the-password-4e1f"}
 NO_CA = {"KAFKA_SSL_CAFILE": ""}  # unset: the system's CAs, which never signed the devstack's broker
+TLS_ONLY = {"KAFKA_SECURITY_PROTOCOL": "SSL"}  # the TLS handshake passes; the broker drops the first request
 
 
 @pytest.mark.parametrize(
@@ -169,8 +170,13 @@ NO_CA = {"KAFKA_SSL_CAFILE": ""}  # unset: the system's CAs, which never signed 
             "presented a TLS certificate not trusted by the system's CAs: self-signed certificate in certificate"
             " chain; set KAFKA_SSL_CAFILE to the CA that signed the brokers' certificates",
         ),
+        (
+            TLS_ONLY,
+            "closed the connection at the first request over SSL: does that listener speak SSL?"
+            " check KAFKA_SECURITY_PROTOCOL",
+        ),
     ],
-    ids=["wrong-credentials", "untrusted-certificate"],
+    ids=["wrong-credentials", "untrusted-certificate", "ssl-without-sasl"],
 )
 def test_a_refused_handshake_is_one_line_exit_3_for_a_command_and_exit_2_for_the_worker(
     secured: dict[str, str], tmp_path: Path, change: dict[str, str], line: str
