@@ -182,5 +182,9 @@ class Component:
     def after_ready(self) -> None:
         """One-time set-up that needs the running server."""
 
+    def outdated(self) -> bool:
+        """True when the running server was started from an older set-up and needs a restart."""
+        return False
+
     def env(self) -> dict[str, str]:
         return {}

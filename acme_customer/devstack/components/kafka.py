@@ -157,6 +157,10 @@ class Kafka(Component):
         this_run = log.read_text(errors="replace").rsplit(START_MARKER, 1)[-1]
         return "Kafka Server started" in this_run
 
+    def outdated(self) -> bool:
+        # a broker started before the SASL_SSL listener existed (it has no keystore yet)
+        return not self.sasl_ssl.keystore.exists()
+
     def env(self) -> dict[str, str]:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports['kafka']}",
