@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import faust
@@ -30,6 +30,7 @@ from acme_customer.adapters.kafka import (
     USER_EVENTS,
     USER_EVENTS_DLQ,
 )
+from acme_customer.adapters.kafka_security import faust_credentials, refusal
 from acme_customer.adapters.processed_table import TABLE_NAME, TableCache, changelog_configs
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.domain.customer_number import CustomerNumber
@@ -61,14 +62,20 @@ class Worker(faust.Worker):
 
     async def on_first_start(self) -> None:
         settings = container.settings  # set by ``configure`` below, before the worker starts
-        if settings is not None and not await asyncio.to_thread(kafka_reachable, settings.kafka_bootstrap_servers):
-            message = (
-                f"acme-customer: cannot start: Kafka at {settings.kafka_bootstrap_servers} unreachable"
-                " (no bootstrap server accepts a connection)"
-            )
-            print(fatal_line(message, os.environ), file=sys.stderr, flush=True)
-            raise SystemExit(2)
+        if settings is not None:
+            servers = settings.kafka_bootstrap_servers
+            if not await asyncio.to_thread(kafka_reachable, servers):
+                self._cannot_start(f"Kafka at {servers} unreachable (no bootstrap server accepts a connection)")
+            # with TLS or SASL, Faust's clients would log a refused handshake and retry for ever
+            refused = await refusal(servers, settings.kafka_security)
+            if refused is not None:
+                self._cannot_start(f"Kafka at {servers} {refused}")
         await super().on_first_start()
+
+    @staticmethod
+    def _cannot_start(problem: str) -> NoReturn:
+        print(fatal_line(f"acme-customer: cannot start: {problem}", os.environ), file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 app = faust.App(APP_ID, autodiscover=False, web_enabled=True, Worker=Worker)
@@ -94,7 +101,7 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
         source = "API_TOKENS_FILE, re-read on change" if settings.api_tokens_file else "API_TOKENS"
         logger.info("read API: bearer token required, %d token(s) from %s", len(settings.api_tokens), source)
     conf.broker = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
-    conf.broker_credentials = _credentials(settings)
+    conf.broker_credentials = faust_credentials(settings.kafka_security)
     conf.web = web_server.SCHEME  # Faust's aiohttp server; a port in use is one line, not a traceback
     conf.web_port = settings.web_port  # `faust worker --web-port N` overrides it, after this hook
     conf.web_bind = settings.web_host
@@ -115,23 +122,6 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     conf.stream_wait_empty = True  # on shutdown, finish the batch in flight before committing
     conf.broker_commit_every = 100
     conf.broker_commit_interval = 1.0
-
-
-def _credentials(settings: Any) -> Any:
-    security = settings.kafka_security
-    if security.protocol == "PLAINTEXT":
-        return None
-    ssl_context = None
-    if security.protocol in ("SSL", "SASL_SSL"):
-        ssl_context = faust.auth.ssl.create_default_context(cafile=security.ssl_cafile)  # type: ignore[attr-defined]
-    if security.protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=security.sasl_username,
-            password=security.sasl_password,
-            mechanism=security.sasl_mechanism or "PLAIN",
-            ssl_context=ssl_context,
-        )
-    return faust.SSLCredentials(ssl_context)
 
 
 def _raw_topic(name: str) -> Any:

@@ -175,6 +175,7 @@ async def open_repairs(settings: Settings, audit: Audit) -> AsyncIterator[Repair
     publisher = OnDemandPublisher(
         settings.kafka_bootstrap_servers,
         lambda producer: customer_events_publisher(settings, producer, customer_events_codec(settings, registry)),
+        settings.kafka_security,
     )
 
     async def publish(events: Sequence[CustomerRegistered]) -> None:

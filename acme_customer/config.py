@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -167,6 +168,47 @@ def _security_protocol(env: Mapping[str, str]) -> str:
     return protocol
 
 
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _ssl_cafile(env: Mapping[str, str], protocol: str) -> str | None:
+    cafile = env.get("KAFKA_SSL_CAFILE", "").strip() or None
+    if cafile is None or protocol not in ("SSL", "SASL_SSL"):
+        return cafile
+    try:  # as the Kafka clients will load it, so that a bad file is this line and not their traceback
+        ssl.create_default_context(cafile=cafile)
+    except OSError as error:  # ssl.SSLError too: a file that holds no PEM certificate
+        reason = "no PEM certificate in it" if isinstance(error, ssl.SSLError) else error.strerror or str(error)
+        raise ConfigError(f"KAFKA_SSL_CAFILE: cannot load {cafile} as CA certificates ({reason})") from None
+    return cafile
+
+
+def kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
+    """The Kafka clients' TLS/SASL settings; ConfigError when they cannot work together."""
+    problems = _Problems()
+    protocol = problems.read(lambda: _security_protocol(env), "PLAINTEXT")
+    mechanism = env.get("KAFKA_SASL_MECHANISM", "").strip().upper() or None
+    username = env.get("KAFKA_SASL_USERNAME") or None
+    password = env.get("KAFKA_SASL_PASSWORD") or None
+    cafile = problems.read(lambda: _ssl_cafile(env, protocol), None)
+    if protocol.startswith("SASL_"):
+        if mechanism is not None and mechanism not in SASL_MECHANISMS:
+            problems.found.append(
+                f"KAFKA_SASL_MECHANISM must be {', '.join(SASL_MECHANISMS[:-1])} or {SASL_MECHANISMS[-1]},"
+                f" got {mechanism!r}"
+            )
+        missing = [
+            name for name, value in (("KAFKA_SASL_USERNAME", username), ("KAFKA_SASL_PASSWORD", password)) if not value
+        ]
+        if missing:
+            problems.found.append(f"KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}")
+    if problems.found:
+        raise ConfigError(*problems.found)
+    return KafkaSecurity(
+        protocol=protocol, sasl_mechanism=mechanism, sasl_username=username, sasl_password=password, ssl_cafile=cafile
+    )
+
+
 def _api_tokens(tokens: Iterable[tuple[str, str]], name: str) -> tuple[str, ...]:
     """Check each ``(where, token)``; a bad one is reported by its place, never by its value."""
     checked = []
@@ -248,7 +290,7 @@ class KafkaSecurity:
     protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: str | None = dataclasses.field(default=None, repr=False)  # never in a log line
     ssl_cafile: str | None = None
 
 
@@ -290,7 +332,7 @@ class Settings:
         event_format = problems.read(lambda: _event_format(env), None)
         registry_url = problems.read(lambda: _registry_url(env, event_format), None)
         log_level = problems.read(lambda: _log_level(env), "INFO")
-        protocol = problems.read(lambda: _security_protocol(env), "PLAINTEXT")
+        security = problems.read(lambda: kafka_security(env), KafkaSecurity())
         web_port = problems.read(lambda: _int(env, "WEB_PORT", 6066, maximum=65535), 6066)
         batch_size = problems.read(lambda: _int(env, "BATCH_SIZE", 100), 100)
         projection_batch_size = problems.read(lambda: _int(env, "PROJECTION_BATCH_SIZE", 500), 500)
@@ -318,13 +360,7 @@ class Settings:
             projection_batch_size=projection_batch_size,
             batch_within_seconds=batch_within_seconds,
             retry_backoff=retry_backoff,
-            kafka_security=KafkaSecurity(
-                protocol=protocol,
-                sasl_mechanism=env.get("KAFKA_SASL_MECHANISM") or None,
-                sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
-                sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
-                ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
-            ),
+            kafka_security=security,
             api_tokens=api_tokens,
             api_tokens_file=api_tokens_file,
             processed_cache=processed_cache,

@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from acme_customer.adapters.topics import security_options
+from acme_customer.adapters.kafka_security import client_options
 from acme_customer.config import KafkaSecurity
 
 
@@ -29,7 +29,7 @@ class GroupOffsets:
     def __init__(self, bootstrap_servers: str, group: str, security: KafkaSecurity | None = None) -> None:
         self.group = group
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, **security_options(security or KafkaSecurity())
+            bootstrap_servers=bootstrap_servers, **client_options(security or KafkaSecurity())
         )
         self._started = False
 

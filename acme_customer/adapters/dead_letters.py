@@ -17,8 +17,10 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from acme_customer.adapters.kafka import OUTPUT_COMPRESSION, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.adapters.kafka_security import client_options
 from acme_customer.adapters.postgres import connection_failed
-from acme_customer.adapters.topics import reaching_kafka, read_topic
+from acme_customer.adapters.topics import PLAINTEXT, reaching_kafka, read_topic
+from acme_customer.config import KafkaSecurity
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,12 @@ async def read_dead_letters(
     since: datetime | None = None,
     error_class: str | None = None,
     topic: str = USER_EVENTS_DLQ,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[DeadLetter]:
     """Every record on the DLQ (from ``since``, of ``error_class``), in partition and offset order."""
     since_ms = int(since.timestamp() * 1000) if since is not None else None
-    records = await read_topic(bootstrap, topic, since=since_ms, timeout=120)
+    records = await read_topic(bootstrap, topic, since=since_ms, timeout=120, security=security)
     letters = [
         DeadLetter(
             partition=record.partition,
@@ -86,15 +90,21 @@ async def replay(
     letters: list[DeadLetter],
     topic: str = USER_EVENTS_DLQ,
     report: Callable[[DeadLetter], Awaitable[None] | None] | None = None,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> int:
     """Republish ``letters`` to their original topic and record each; return how many were sent."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=5 * 1024 * 1024, compression_type=OUTPUT_COMPRESSION
+        bootstrap_servers=bootstrap,
+        acks="all",
+        max_request_size=5 * 1024 * 1024,
+        compression_type=OUTPUT_COMPRESSION,
+        **client_options(security),
     )
-    async with reaching_kafka(bootstrap):
+    async with reaching_kafka(bootstrap, security):
         await producer.start()
     try:
-        async with reaching_kafka(bootstrap):
+        async with reaching_kafka(bootstrap, security):
             return await _replay(producer, database_url, letters, topic, report)
     except psycopg.Error as error:
         raise connection_failed(error) from error

@@ -15,7 +15,9 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.context import Context
 
 from acme_customer.adapters.kafka import OUTPUT_COMPRESSION, KafkaPublisher, Producer
-from acme_customer.adapters.topics import reaching_kafka
+from acme_customer.adapters.kafka_security import client_options
+from acme_customer.adapters.topics import PLAINTEXT, reaching_kafka
+from acme_customer.config import KafkaSecurity
 from acme_customer.domain.events import CustomerRegistered
 from acme_customer.service_layer.ports import EventPublisher
 
@@ -35,8 +37,14 @@ class AiokafkaProducer:
 class OnDemandPublisher(EventPublisher):
     """A KafkaPublisher over an aiokafka producer started at the first publish."""
 
-    def __init__(self, bootstrap_servers: str, make_publisher: Callable[[Producer], Awaitable[KafkaPublisher]]):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        make_publisher: Callable[[Producer], Awaitable[KafkaPublisher]],
+        security: KafkaSecurity = PLAINTEXT,
+    ):
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
         self.make_publisher = make_publisher  # the codec wiring, from the composition root
         self._producer: AIOKafkaProducer | None = None
         self._publisher: KafkaPublisher | None = None
@@ -48,9 +56,12 @@ class OnDemandPublisher(EventPublisher):
             return
         if self._publisher is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers, acks="all", compression_type=OUTPUT_COMPRESSION
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                compression_type=OUTPUT_COMPRESSION,
+                **client_options(self.security),
             )
-            async with reaching_kafka(self.bootstrap_servers):
+            async with reaching_kafka(self.bootstrap_servers, self.security):
                 await producer.start()
             self._producer = producer
             self._publisher = await self.make_publisher(AiokafkaProducer(producer))

@@ -10,39 +10,33 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
-from aiokafka.helpers import create_ssl_context
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, CUSTOMER_EVENTS_DLQ, USER_EVENTS, USER_EVENTS_DLQ
+from acme_customer.adapters.kafka_security import client_options, refusal
 from acme_customer.config import KafkaSecurity
 from acme_customer.errors import AcmeCustomerError, BrokerUnavailable
 
+PLAINTEXT = KafkaSecurity()
+
 
 @asynccontextmanager
-async def reaching_kafka(bootstrap_servers: str) -> AsyncIterator[None]:
-    """aiokafka's errors inside as ours: BrokerUnavailable naming the servers (one line for operators)."""
+async def reaching_kafka(bootstrap_servers: str, security: KafkaSecurity = PLAINTEXT) -> AsyncIterator[None]:
+    """aiokafka's errors inside as ours: BrokerUnavailable naming the servers (one line for operators),
+    and what the brokers refused when it was the TLS or SASL handshake."""
     try:
         yield
     except KafkaError as error:
+        refused = await refusal(bootstrap_servers, security) if isinstance(error, KafkaConnectionError) else None
+        if refused is not None:
+            raise BrokerUnavailable(f"Kafka at {bootstrap_servers} {refused}") from error
         raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unavailable: {type(error).__name__}") from error
-
-
-def security_options(security: KafkaSecurity) -> dict[str, Any]:
-    """aiokafka's arguments for the TLS/SASL settings (what the worker hands Faust)."""
-    options: dict[str, Any] = {"security_protocol": security.protocol}
-    if security.protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=security.ssl_cafile)
-    if security.protocol.startswith("SASL"):
-        options["sasl_mechanism"] = security.sasl_mechanism or "PLAIN"
-        options["sasl_plain_username"] = security.sasl_username
-        options["sasl_plain_password"] = security.sasl_password
-    return options
 
 
 async def missing_topics(bootstrap_servers: str, security: KafkaSecurity) -> list[str]:
     """The contract's topics the brokers do not have (``config check --connect``); BrokerUnavailable if none answers."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security_options(security))
-    async with reaching_kafka(bootstrap_servers):
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(security))
+    async with reaching_kafka(bootstrap_servers, security):
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -53,7 +47,9 @@ async def missing_topics(bootstrap_servers: str, security: KafkaSecurity) -> lis
     ]
 
 
-async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partitions: int = 1) -> list[str]:
+async def ensure_topics(
+    bootstrap_servers: str, partitions: int = 12, dlq_partitions: int = 1, *, security: KafkaSecurity = PLAINTEXT
+) -> list[str]:
     """Create the missing topics of the contract; return the names created."""
     wanted = {
         USER_EVENTS: partitions,
@@ -61,8 +57,8 @@ async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partit
         USER_EVENTS_DLQ: dlq_partitions,
         CUSTOMER_EVENTS_DLQ: dlq_partitions,
     }
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    async with reaching_kafka(bootstrap_servers):
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(security))
+    async with reaching_kafka(bootstrap_servers, security):
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -79,10 +75,12 @@ async def ensure_topics(bootstrap_servers: str, partitions: int = 12, dlq_partit
             await admin.close()
 
 
-async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+async def topic_partitions(
+    bootstrap_servers: str, topic: str, *, security: KafkaSecurity = PLAINTEXT
+) -> list[TopicPartition]:
     """The partitions of ``topic``, from the broker (a consumer without a subscription knows none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    async with reaching_kafka(bootstrap_servers):
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(security))
+    async with reaching_kafka(bootstrap_servers, security):
         await admin.start()
         try:
             (description,) = await admin.describe_topics([topic])
@@ -93,10 +91,10 @@ async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPart
     return [TopicPartition(topic, partition["partition"]) for partition in description["partitions"]]
 
 
-async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+async def end_offsets(bootstrap_servers: str, topic: str, *, security: KafkaSecurity = PLAINTEXT) -> dict[int, int]:
     """The end offset of each partition of ``topic`` (where the next record will go)."""
-    partitions = await topic_partitions(bootstrap_servers, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+    partitions = await topic_partitions(bootstrap_servers, topic, security=security)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, **client_options(security))
     await consumer.start()
     try:
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
@@ -110,6 +108,8 @@ async def read_topic(
     since: Mapping[int, int] | int | None = None,
     until: Callable[[list[Any]], bool] | None = None,
     timeout: float = 30.0,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[Any]:
     """The records of ``topic`` (aiokafka ``ConsumerRecord``s), read without a consumer group.
 
@@ -121,9 +121,11 @@ async def read_topic(
     if isinstance(since, Mapping):
         partitions = [TopicPartition(topic, partition) for partition in sorted(since)]
     else:
-        partitions = await topic_partitions(bootstrap_servers, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
-    async with reaching_kafka(bootstrap_servers):
+        partitions = await topic_partitions(bootstrap_servers, topic, security=security)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **client_options(security)
+    )
+    async with reaching_kafka(bootstrap_servers, security):
         await consumer.start()
         return await _read(consumer, topic, partitions, since, until, timeout)
 

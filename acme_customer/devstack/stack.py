@@ -121,8 +121,10 @@ class Stack:
     def up(self, report: Report = print) -> None:
         for component in self.components:
             if self.running(component) and component.ready():
-                report(f"{component.name}: already running (pid {self.pid_of(component)})")
-                continue
+                if not component.outdated():
+                    report(f"{component.name}: already running (pid {self.pid_of(component)})")
+                    continue
+                report(f"{component.name}: running from an older set-up, restarting it")
             self.start(component, report)
         self.write_env()
         report(f"endpoints written to {self.layout.root / 'env'}")

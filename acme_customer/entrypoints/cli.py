@@ -73,12 +73,14 @@ def _topics(args: argparse.Namespace) -> int:
     import asyncio
 
     from acme_customer.adapters.topics import ensure_topics
+    from acme_customer.config import kafka_security
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
     if not bootstrap:
         print("acme-customer: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
         return EXIT_CONFIGURATION
-    created = asyncio.run(ensure_topics(bootstrap, partitions=args.partitions))
+    security = kafka_security(os.environ)  # a ConfigError is main's: one line per problem, exit 2
+    created = asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, security=security))
     print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
     return 0
 
@@ -155,7 +157,9 @@ def _dlq(args: argparse.Namespace) -> int:
     since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
     topic = args.topic
     letters = asyncio.run(
-        dead_letters.read_dead_letters(settings.kafka_bootstrap_servers, since, args.error_class, topic)
+        dead_letters.read_dead_letters(
+            settings.kafka_bootstrap_servers, since, args.error_class, topic, security=settings.kafka_security
+        )
     )
     apply_migrations(settings.database_url)
     replayed = dead_letters.replayed_positions(settings.database_url, topic)
@@ -175,7 +179,11 @@ def _dlq(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"would replay {len(chosen)} record(s); {skipped} already replayed (use --force to include them)")
         return 0
-    sent = asyncio.run(dead_letters.replay(settings.kafka_bootstrap_servers, settings.database_url, chosen, topic))
+    sent = asyncio.run(
+        dead_letters.replay(
+            settings.kafka_bootstrap_servers, settings.database_url, chosen, topic, security=settings.kafka_security
+        )
+    )
     print(f"replayed {sent} record(s); skipped {skipped} already replayed")
     return 0
 

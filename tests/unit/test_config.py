@@ -184,20 +184,87 @@ def test_both_mongodb_uri_schemes_are_accepted(uri: str) -> None:
     assert Settings.from_env(env(MONGODB_URI=uri)).mongodb_uri == uri
 
 
-def test_kafka_tls_and_sasl_settings_pass_through() -> None:
+# a throwaway CA's certificate (the devstack's SASL_SSL listener makes one like it; its key is gone)
+CA_PEM = """-----BEGIN CERTIFICATE-----
+MIIBYDCCAQWgAwIBAgIJAMKFAzmNXsRnMAoGCCqGSM49BAMCMBsxGTAXBgNVBAMT
+EGFjbWUgZGV2c3RhY2sgQ0EwHhcNMjYxMjAxMjEzOTMyWhcNMzYxMTI4MjEzOTMy
+WjAbMRkwFwYDVQQDExBhY21lIGRldnN0YWNrIENBMFkwEwYHKoZIzj0CAQYIKoZI
+zj0DAQcDQgAEgYoDomhD1KpdZA5lHk1QdigkX//VsjZkesIapoUN9XVnCrzkq4l0
+apzxCQuR8ER6HZZaOeVcPkAmdvOG549SVqMyMDAwHQYDVR0OBBYEFLrRLZG+l2q/
+ZUxdlVmyl8+/hZJeMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIh
+AKeC6c3WdZhiMpAQlgvHQXWKOwG0NVPB2ChtrOJdpLCnAiEAqv0gY6hdJJxXHDON
+d+QOgKgd7CUBFJI01dBTfl0T5Xk=
+-----END CERTIFICATE-----
+"""
+
+
+def test_kafka_tls_and_sasl_settings_pass_through(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(CA_PEM)
     security = Settings.from_env(
         env(
             KAFKA_SECURITY_PROTOCOL="sasl_ssl",
-            KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+            KAFKA_SASL_MECHANISM="scram-sha-512",
             KAFKA_SASL_USERNAME="svc",
             KAFKA_SASL_PASSWORD="pw",
-            KAFKA_SSL_CAFILE="/etc/ca.pem",
+            KAFKA_SSL_CAFILE=str(ca_file),
         )
     ).kafka_security
 
     assert security.protocol == "SASL_SSL"
     assert (security.sasl_mechanism, security.sasl_username, security.sasl_password) == ("SCRAM-SHA-512", "svc", "pw")
-    assert security.ssl_cafile == "/etc/ca.pem"
+    assert security.ssl_cafile == str(ca_file)
+
+
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])
+def test_sasl_without_a_username_and_password_is_one_line_naming_both(protocol: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env(KAFKA_SECURITY_PROTOCOL=protocol))
+
+    assert raised.value.problems == (
+        f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+    )
+
+
+def test_a_sasl_mechanism_the_clients_cannot_use_is_one_line() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(
+            env(
+                KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+                KAFKA_SASL_MECHANISM="GSSAPI",
+                KAFKA_SASL_USERNAME="svc",
+                KAFKA_SASL_PASSWORD="kafka-s3cret",
+            )
+        )
+
+    assert raised.value.problems == (
+        "KAFKA_SASL_MECHANISM must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got 'GSSAPI'",
+    )
+    assert "kafka-s3cret" not in str(raised.value)
+
+
+def test_a_ca_file_that_cannot_be_loaded_is_one_line_naming_it(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("not a certificate\n")
+    problems = []
+    for cafile in (tmp_path / "missing.pem", not_pem):
+        with pytest.raises(ConfigError) as raised:
+            Settings.from_env(env(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CAFILE=str(cafile)))
+        problems.extend(raised.value.problems)
+
+    assert problems == [
+        f"KAFKA_SSL_CAFILE: cannot load {tmp_path / 'missing.pem'} as CA certificates (No such file or directory)",
+        f"KAFKA_SSL_CAFILE: cannot load {not_pem} as CA certificates (no PEM certificate in it)",
+    ]
+
+
+def test_the_sasl_password_is_not_in_the_settings_repr() -> None:
+    settings = Settings.from_env(
+        env(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_USERNAME="svc", KAFKA_SASL_PASSWORD="kafka-s3cret")
+    )
+
+    assert "kafka-s3cret" not in repr(settings)
+    assert "svc" in repr(settings)
 
 
 # --- malformed values -------------------------------------------------------------------------

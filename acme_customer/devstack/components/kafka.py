@@ -16,11 +16,21 @@ from acme_customer.devstack.components.base import (
     port_open,
     run_checked,
 )
+from acme_customer.devstack.components.kafka_sasl import MECHANISM, USERNAME, SaslSsl
 
 
 class Kafka(Component):
     name = "kafka"
-    port_names = ("kafka", "kafka_controller")
+    port_names = ("kafka", "kafka_controller", "kafka_sasl_ssl")
+
+    @property
+    def sasl_ssl(self) -> SaslSsl:
+        return SaslSsl(self.home / "sasl")
+
+    @property
+    def _scram_user_made(self) -> Path:
+        """Written once the SCRAM user exists (made with the storage, or added to an older one)."""
+        return self.home / "data" / ".acme-scram-user"
 
     @property
     def libs(self) -> Path:
@@ -44,18 +54,21 @@ class Kafka(Component):
     def prepare(self) -> None:
         data = self.home / "data"
         config = self.home / "server.properties"
-        port, controller = self.ports["kafka"], self.ports["kafka_controller"]
+        port, controller, sasl_ssl = self.ports["kafka"], self.ports["kafka_controller"], self.ports["kafka_sasl_ssl"]
+        self.sasl_ssl.ensure(Path(java_binary()).resolve().parent / "keytool")
         config.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{controller}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},"
+                    f"SASL_SSL://127.0.0.1:{sasl_ssl}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_ssl}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+                    *self.sasl_ssl.broker_properties(),
                     f"log.dirs={data}",
                     "num.partitions=1",
                     "auto.create.topics.enable=false",  # topics come from `acme-customer topics ensure`
@@ -83,10 +96,44 @@ class Kafka(Component):
         data.mkdir(parents=True, exist_ok=True)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         run_checked(
-            [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            [
+                *self._java(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                "--add-scram",
+                self.sasl_ssl.scram_argument,
+            ],
             "formatting the Kafka storage",
             log=self.layout.log_of(self.name),
         )
+        self._scram_user_made.touch()
+
+    def after_ready(self) -> None:
+        if self._scram_user_made.exists():
+            return
+        # a storage formatted before the SASL_SSL listener existed: add the user to the running broker
+        run_checked(
+            [
+                *self._java(),
+                "kafka.admin.ConfigCommand",
+                "--bootstrap-server",
+                f"127.0.0.1:{self.ports['kafka']}",
+                "--alter",
+                "--add-config",
+                f"{MECHANISM}=[password={self.sasl_ssl.password}]",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                USERNAME,
+            ],
+            "creating the SCRAM user",
+            log=self.layout.log_of(self.name),
+        )
+        self._scram_user_made.touch()
 
     def _java(self) -> list[str]:
         return [
@@ -110,5 +157,12 @@ class Kafka(Component):
         this_run = log.read_text(errors="replace").rsplit(START_MARKER, 1)[-1]
         return "Kafka Server started" in this_run
 
+    def outdated(self) -> bool:
+        # a broker started before the SASL_SSL listener existed (it has no keystore yet)
+        return not self.sasl_ssl.keystore.exists()
+
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports['kafka']}"}
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports['kafka']}",
+            **self.sasl_ssl.env(self.ports["kafka_sasl_ssl"]),
+        }
