@@ -26,8 +26,8 @@ demo: stack
 ## then the slower fault-injection suite (kills, outages, retries; ~10 minutes)
 test: stack lint unit
 	$(STACK_ENV); $(BIN)/acme-customer schemas check
-	$(STACK_ENV); $(BIN)/pytest -m "not faults and not soak" --cov=acme_customer --cov-report=term --cov-fail-under=90
-	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults
+	$(STACK_ENV); $(BIN)/pytest -m "not faults and not soak" --durations=15 --cov=acme_customer --cov-report=term --cov-fail-under=90
+	$(STACK_ENV); $(BIN)/pytest -m faults tests/faults --durations=16
 
 lint: install
 	$(BIN)/ruff check acme_customer tests benchmarks
