@@ -105,10 +105,16 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
         except Exception as error:  # pool timeout: PostgreSQL unreachable
             raise StoreUnavailable(f"no PostgreSQL connection: {type(error).__name__}") from error
         # Pipeline mode: statements whose results nobody waits for (BEGIN, the inserts) travel
-        # with the next one that is waited for (a lookup, the COMMIT): a batch costs four round
-        # trips, not ten. A refused insert raises at the COMMIT, as the statement's own error.
-        self._pipeline = self._connection.pipeline()
-        await self._pipeline.__aenter__()
+        # with the next one that is waited for (a lookup, the COMMIT): after the pool's check a
+        # batch costs four round trips, not nine. A refused insert raises at the COMMIT, as the
+        # statement's own error.
+        try:
+            self._pipeline = self._connection.pipeline()
+            await self._pipeline.__aenter__()
+        except psycopg.Error as error:  # a connection broken since the pool's check: back to the pool
+            await self._pool.putconn(self._connection)
+            self._connection = None
+            raise translate(error) from error
         return self
 
     async def __aexit__(self, kind: Any, error: Any, trace_: Any) -> None:

@@ -19,11 +19,11 @@ import pytest
 from psycopg import sql
 
 from acme_customer.adapters.migrations import apply_migrations, migration_files
-from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles
+from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, PostgresUnitOfWork
 from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import UserRegistered
-from acme_customer.errors import PermanentError, StoreDefect
+from acme_customer.errors import PermanentError, StoreDefect, StoreUnavailable
 from acme_customer.service_layer.register_customers import Outcome, register_customers
 
 pytestmark = pytest.mark.integration
@@ -482,3 +482,26 @@ async def test_ac07_profiles_load_the_stored_customer_with_its_preferences(
     assert loaded[ids[1]].preferences.marketing is False
     assert loaded[ids[0]].profile_completeness == 25
     assert await PostgresProfiles(adapter_store.pool).customers([uuid.uuid4()]) == []
+
+
+async def test_a_connection_broken_before_the_unit_of_work_opens_goes_back_to_the_pool(adapter_pg_url: str) -> None:
+    """A connection that breaks between the pool's check and the pipeline's start is handed back
+    (the pool replaces a broken one), and the caller gets an outage to retry, not a driver error."""
+    broken = await psycopg.AsyncConnection.connect(adapter_pg_url)
+    await broken.close()
+
+    class OnePool:  # the failure injected at that exact moment: the pool hands out a closed connection
+        def __init__(self) -> None:
+            self.returned: list[Any] = []
+
+        async def getconn(self) -> Any:
+            return broken
+
+        async def putconn(self, connection: Any) -> None:
+            self.returned.append(connection)
+
+    pool = OnePool()
+    with pytest.raises(StoreUnavailable):
+        async with PostgresUnitOfWork(pool):  # type: ignore[arg-type]
+            raise AssertionError("the unit of work must not open on a closed connection")
+    assert pool.returned == [broken]
