@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from pymongo import MongoClient
 from acme_customer.adapters.consumer_lag import GroupOffsets
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS
 from benchmarks.workload import Burst
-from tests.e2e.conftest import REPO, Stack, Worker, _with_database
+from tests.e2e.conftest import REPO, Stack, Worker, _with_database, http_text
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.05
@@ -68,16 +68,9 @@ class BenchWorker:
         """Sum and count of ``customer_creation_duration_seconds`` over the workers: each batch's
         transaction, from its first lookup to its COMMIT. The month's counter row lock is held
         for part of it (from the counter update on), so its mean bounds the lock's hold time."""
-        total, count = 0.0, 0
-        for worker in [self.worker, *self.more]:
-            with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:
-                text = response.read().decode()
-            for line in text.splitlines():
-                if line.startswith("customer_creation_duration_seconds_sum"):
-                    total += float(line.split()[-1])
-                elif line.startswith("customer_creation_duration_seconds_count"):
-                    count += int(float(line.split()[-1]))
-        return total, count
+        pages = [http_text(f"{worker.url}/metrics") for worker in [self.worker, *self.more]]
+        total = sum(sample(page, "customer_creation_duration_seconds_sum") for page in pages)
+        return total, int(sum(sample(page, "customer_creation_duration_seconds_count") for page in pages))
 
     def counts(self) -> dict[str, int]:
         """Rows and documents now in this run's stores."""
@@ -91,6 +84,12 @@ class BenchWorker:
 
     def documents(self) -> int:
         return int(self.stack.mongo().estimated_document_count())
+
+
+def sample(text: str, series: str) -> float:
+    """One series' value in a Prometheus text page (0 when absent)."""
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 def _backlog(bootstrap: str, stack: Stack) -> int:

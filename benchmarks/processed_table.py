@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import time
 import uuid
@@ -29,17 +28,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
 from acme_customer.adapters.topics import ensure_topics
-from benchmarks.pipeline import run_burst
+from benchmarks.pipeline import run_burst, sample
 from benchmarks.workload import burst
 from tests.e2e.conftest import REPO, Stack, Worker, _with_database, as_record, http_text, user_registered
 
 CHANGELOG = "customer-service-processed-event-ids-changelog"
 FAST_SESSION = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1", "LOG_LEVEL": "WARNING"}
-
-
-def _sample(text: str, series: str) -> float:
-    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 class Scratch:
@@ -110,8 +104,8 @@ def _start_to_ready(stack: Stack, name: str) -> tuple[float, float, float]:
         worker.wait_ready(timeout=900)
         ready = time.monotonic() - began
         text = http_text(f"{worker.url}/metrics")
-        recovery = _sample(text, "processed_cache_recovery_seconds_sum")
-        return ready, recovery, _sample(text, "processed_cache_entries")
+        recovery = sample(text, "processed_cache_recovery_seconds_sum")
+        return ready, recovery, sample(text, "processed_cache_entries")
     finally:
         worker.stop(timeout=60)
 
@@ -152,8 +146,8 @@ def redeliveries(events: int) -> None:
                 text = http_text(f"{second.url}/metrics")
             finally:
                 second.stop()
-            duplicates = _sample(text, 'customer_created_total{status="duplicate"}')
-            hits = _sample(text, "processed_cache_hits_total")
+            duplicates = sample(text, 'customer_created_total{status="duplicate"}')
+            hits = sample(text, "processed_cache_hits_total")
             print(
                 f"   {mode:>6}: {duplicates:.0f} redelivered records already processed;"
                 f" {hits:.0f} skipped from the cache, {duplicates - hits:.0f} reached PostgreSQL"

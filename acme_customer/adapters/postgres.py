@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -313,25 +314,23 @@ class _RowsInsert:
         return [[read(item) for item in items] for _, _, read in self.columns]
 
 
+def _column(name: str, kind: str, attribute: str | None = None) -> tuple[str, str, Callable[[Any], Any]]:
+    """A column read from the item's attribute of the same name (or ``attribute``, dotted)."""
+    return (name, kind, operator.attrgetter(attribute or name))
+
+
 _CUSTOMERS = _RowsInsert(
     "customers",
     (
-        ("id", "uuid", lambda c: c.customer_id),
-        ("user_id", "uuid", lambda c: c.user_id),
+        _column("id", "uuid", "customer_id"),
+        _column("user_id", "uuid"),
         ("customer_number", "text", lambda c: str(c.customer_number)),
-        ("first_name", "text", lambda c: c.first_name),
-        ("last_name", "text", lambda c: c.last_name),
-        ("display_name", "text", lambda c: c.display_name),
-        ("email", "text", lambda c: c.email),
-        ("email_verified", "boolean", lambda c: c.email_verified),
-        ("status", "text", lambda c: c.status),
-        ("type", "text", lambda c: c.type),
-        ("preferred_locale", "text", lambda c: c.preferred_locale),
-        ("timezone", "text", lambda c: c.timezone),
-        ("preferred_currency", "text", lambda c: c.preferred_currency),
-        ("profile_completeness", "integer", lambda c: c.profile_completeness),
-        ("registered_at", "timestamptz", lambda c: c.registered_at),
-        ("last_activity_at", "timestamptz", lambda c: c.last_activity_at),
+        *(_column(name, "text") for name in ("first_name", "last_name", "display_name", "email")),
+        _column("email_verified", "boolean"),
+        *(_column(name, "text") for name in ("status", "type", "preferred_locale", "timezone", "preferred_currency")),
+        _column("profile_completeness", "integer"),
+        _column("registered_at", "timestamptz"),
+        _column("last_activity_at", "timestamptz"),
     ),
 )
 
@@ -345,27 +344,22 @@ _PREFERENCES = {
     "allow_analytics": "allow_analytics",
 }
 
-
-def _preference(name: str) -> Callable[[Customer], bool]:
-    return lambda customer: bool(getattr(customer.preferences, name))
-
-
 _PREFERENCES_ROWS = _RowsInsert(
     "customer_preferences",
     (
-        ("customer_id", "uuid", lambda c: c.customer_id),
-        *((column, "boolean", _preference(name)) for name, column in _PREFERENCES.items()),
+        _column("customer_id", "uuid"),
+        *(_column(column, "boolean", f"preferences.{name}") for name, column in _PREFERENCES.items()),
     ),
 )
 
 _EVENTS = _RowsInsert(
     "event_store",
     (
-        ("event_id", "uuid", lambda e: e.event_id),
-        ("aggregate_id", "uuid", lambda e: e.customer_id),
-        ("correlation_id", "uuid", lambda e: e.correlation_id),
-        ("causation_id", "uuid", lambda e: e.causation_id),
-        ("occurred_at", "timestamptz", lambda e: e.timestamp),
+        _column("event_id", "uuid"),
+        _column("aggregate_id", "uuid", "customer_id"),
+        _column("correlation_id", "uuid"),
+        _column("causation_id", "uuid"),
+        _column("occurred_at", "timestamptz", "timestamp"),
         ("envelope", "jsonb", lambda e: Jsonb(e.to_dict())),
     ),
     constants=(
