@@ -36,7 +36,11 @@ from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.entrypoints import web_server
 from acme_customer.entrypoints.api_auth import API_DISABLED
-from acme_customer.entrypoints.faust_internals import clear_when_flow_stops, forget_unacked
+from acme_customer.entrypoints.faust_internals import (
+    clear_when_flow_stops,
+    forget_unacked,
+    stop_the_flow_while_the_streams_resume,
+)
 from acme_customer.entrypoints.web import guarded, requires_token
 from acme_customer.errors import AcmeCustomerError, ConfigError, ReadModelUnavailable
 from acme_customer.logs import configure_logging, fatal_line, logging_config
@@ -158,6 +162,9 @@ def _declare_processed_table() -> Any | None:
 
 
 processed_table = _declare_processed_table()
+# a table's recovery leaves the consumer's flow on while Faust resumes and seeks the input: without
+# this, records fetched then are lost to the pipeline and hold their partition's commits back
+stop_the_flow_while_the_streams_resume(app)
 
 
 @app.service

@@ -13,6 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from acme_customer.adapters.consumer_lag import GroupOffsets
 from tests.e2e.conftest import Stack, Worker, as_record, http_text, user_registered, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +97,52 @@ def test_after_a_kill_the_next_worker_skips_redeliveries_from_the_recovered_tabl
     assert rows == [(1000, 1000)]
     config = _changelog_config(stack.bootstrap)
     assert (config["cleanup.policy"], config["retention.ms"]) == ("compact,delete", str(7 * 86400 * 1000))
+
+
+def test_a_worker_that_recovers_the_table_on_a_backlog_processes_and_commits_all_of_it(
+    stack: Stack, workers: list[Worker], tmp_path: Path
+) -> None:
+    """The table's recovery resumes Faust's consumer flow to read the changelog; faust-streaming 0.15.3
+    then resumes the input partitions and seeks them with the flow still on, and its flow-control
+    resume clears the stream queues: records fetched in that window were lost to the pipeline and,
+    never acknowledged, held each partition's committed offset back for good (docs/reliability.md).
+    Runs after the test above, whose entries make the changelog non-empty (a recovery to do)."""
+    assert sum(stack.end_offsets(CHANGELOG).values()) > 0, "the changelog must hold entries: a recovery to do"
+    events = [user_registered() for _ in range(BACKLOG)]
+    stack.produce([as_record(event) for event in events])  # a backlog waiting before any worker runs
+    env = {**stack.env, "PROCESSED_CACHE": "table"}
+    worker = Worker(env=env, log_path=tmp_path / "backlog.log").start()
+    workers.append(worker)
+    worker.wait_ready(timeout=120)
+    ids = [event["eventId"] for event in events]
+
+    def processed() -> int:
+        return int(stack.sql("SELECT COUNT(*) FROM processed_events WHERE event_id = ANY(%s::uuid[])", (ids,))[0][0])
+
+    wait_for(lambda: processed() == BACKLOG, 90, f"the {BACKLOG:,} backlog events processed", 0.25)
+    ends = stack.end_offsets(USER_EVENTS)
+    wait_for(
+        lambda: _committed(stack, USER_EVENTS) == ends, 30, "the group's committed offsets at the log's end", 0.25
+    )
+
+
+BACKLOG = 3000
+USER_EVENTS = "identity.user.events"
+GROUP = "customer-service"  # the worker's Faust app id
+
+
+def _committed(stack: Stack, topic: str) -> dict[int, int | None]:
+    partitions = [(topic, partition) for partition in stack.end_offsets(topic)]
+
+    async def read() -> dict[int, int | None]:
+        offsets = GroupOffsets(stack.bootstrap, GROUP)
+        try:
+            found = await offsets.committed(partitions)
+        finally:
+            await offsets.close()
+        return {partition: offset for (_topic, partition), offset in found.items()}
+
+    return asyncio.run(read())
 
 
 def _topics(stack: Stack) -> list[str]:
