@@ -121,9 +121,7 @@ def test_a_worker_that_recovers_the_table_on_a_backlog_processes_and_commits_all
 
     wait_for(lambda: processed() == BACKLOG, 90, f"the {BACKLOG:,} backlog events processed", 0.25)
     ends = stack.end_offsets(USER_EVENTS)
-    wait_for(
-        lambda: _committed(stack, USER_EVENTS) == ends, 30, "the group's committed offsets at the log's end", 0.25
-    )
+    wait_for(lambda: _committed(stack, USER_EVENTS) == ends, 30, "the group's committed offsets at the log's end", 0.25)
 
 
 BACKLOG = 3000
