@@ -12,11 +12,10 @@ from weakref import WeakSet
 
 import faust
 from faust.app.base import App
-from faust.transport.consumer import Consumer
-from mode.utils.queues import FlowControlEvent
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
 from mode.signals import Signal
-from mode.utils.queues import FlowControlQueue
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from acme_customer.entrypoints.faust_internals import (
     PINNED_FAUST,
