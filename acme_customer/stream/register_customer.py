@@ -46,13 +46,6 @@ class SeenEvents(Protocol):
 
     def add(self, event_id: UUID, partition: int) -> None: ...
 
-    async def saved(self) -> None:
-        """Wait until the entries added so far are kept where a restart finds them (bounded; never raises).
-
-        Called before the batch's records are acknowledged: the records a kill -9 leaves
-        uncommitted, which are redelivered, are then the ones whose entries were saved.
-        """
-
 
 class ProcessedCache:
     """``SeenEvents`` in this process's memory (``PROCESSED_CACHE=memory``): the most recent ones."""
@@ -69,9 +62,6 @@ class ProcessedCache:
         self._seen.move_to_end(event_id)
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
-
-    async def saved(self) -> None:
-        """Nothing to wait for: this cache does not outlive the process."""
 
 
 @dataclass
@@ -241,11 +231,9 @@ class RegisterCustomerHandler:
             # committed but not on customer.events: the next attempt publishes the stored events
             unpublished = {outcome.input_event_id for outcome in outcomes if outcome.publish}
             self._account(fresh, outcomes, unpublished, started)
-            await self.seen.saved()
             left = tuple(record for record, user in fresh if user.event_id in unpublished)
             return merged(Unfinished(left, error), refused_left, in_order)
         self._account(fresh, outcomes, set(), started)
-        await self.seen.saved()
         return refused_left
 
     async def _register_one_by_one(

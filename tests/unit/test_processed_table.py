@@ -3,8 +3,6 @@ to the changelog partition of the record they belong to, without a current event
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -63,46 +61,3 @@ async def test_entries_past_the_retention_are_dropped_and_newer_ones_kept(table:
 
 def test_the_changelog_is_compacted_and_deletes_what_is_older_than_the_retention() -> None:
     assert changelog_configs(7 * 86400) == {"cleanup.policy": "compact,delete", "retention.ms": "604800000"}
-
-
-def _sends(table: Any) -> list[Any]:
-    """The changelog sends waiting in the app's producer buffer, as futures Kafka would resolve."""
-    pending = table.app.producer.buffer.pending
-    return [pending.get_nowait() for _ in range(pending.qsize())]
-
-
-async def test_saved_waits_until_kafka_has_every_entry_added_so_far(table: Any) -> None:
-    cache = TableCache(table, retention_s=3600)
-    cache.add(uuid.uuid4(), 1)
-    cache.add(uuid.uuid4(), 2)
-    first, second = _sends(table)
-
-    saving = asyncio.create_task(cache.saved())
-    first.set_result(None)
-    await asyncio.sleep(0.01)
-    assert not saving.done()  # one entry not yet confirmed
-
-    second.set_result(None)
-    await asyncio.wait_for(saving, 1)
-    await asyncio.wait_for(cache.saved(), 1)  # nothing added since: nothing to wait for
-
-
-async def test_saved_gives_up_after_its_timeout_and_says_so_without_raising(
-    table: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    cache = TableCache(table, retention_s=3600, save_timeout_s=0.05)
-    cache.add(uuid.uuid4(), 1)
-    cache.add(uuid.uuid4(), 2)
-    confirmed, refused = _sends(table)
-    confirmed.set_result(None)
-    refused.set_exception(ConnectionError("broker gone"))
-
-    with caplog.at_level(logging.WARNING):
-        await cache.saved()
-    assert "1 of 2 processed-eventId table entries not confirmed by Kafka (ConnectionError)" in caplog.text
-
-    cache.add(uuid.uuid4(), 3)  # never confirmed
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        await cache.saved()
-    assert "1 of 1 processed-eventId table entries not confirmed by Kafka (timed out)" in caplog.text

@@ -671,16 +671,12 @@ class RecordedSeen:
 
     def __init__(self) -> None:
         self.entries: dict[object, int] = {}
-        self.saves: list[int] = []  # how many entries there were at each ``saved``
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self.entries
 
     def add(self, event_id: UUID, partition: int) -> None:
         self.entries[event_id] = partition
-
-    async def saved(self) -> None:
-        self.saves.append(len(self.entries))
 
 
 def _with_seen(store: FakeCustomerStore, publisher: FakePublisher, seen: RecordedSeen) -> RegisterCustomerHandler:
@@ -693,7 +689,6 @@ async def test_an_event_enters_the_cache_with_its_partition_once_committed_and_p
     await _with_seen(store, publisher, seen).handle(batch(user_document(1), user_document(2)))
 
     assert seen.entries == {event_id(1): 3, event_id(2): 3}  # the records' partition
-    assert seen.saves == [2]  # saved once, with both, before the batch returns to be acknowledged
 
 
 async def test_no_cache_entry_for_an_event_whose_transaction_did_not_commit() -> None:
