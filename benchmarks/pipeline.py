@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from pymongo import MongoClient
 from acme_customer.adapters.consumer_lag import GroupOffsets
 from acme_customer.adapters.kafka import CUSTOMER_EVENTS, USER_EVENTS
 from benchmarks.workload import Burst
-from tests.e2e.conftest import REPO, Stack, Worker, _with_database, http_text
+from tests.e2e.conftest import REPO, Stack, Worker, _with_database, http_text, sample
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.05
@@ -84,12 +83,6 @@ class BenchWorker:
 
     def documents(self) -> int:
         return int(self.stack.mongo().estimated_document_count())
-
-
-def sample(text: str, series: str) -> float:
-    """One series' value in a Prometheus text page (0 when absent)."""
-    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def _backlog(bootstrap: str, stack: Stack) -> int:

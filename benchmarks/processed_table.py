@@ -28,9 +28,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
 from acme_customer.adapters.topics import ensure_topics
-from benchmarks.pipeline import run_burst, sample
+from benchmarks.pipeline import run_burst
 from benchmarks.workload import burst
-from tests.e2e.conftest import REPO, Stack, Worker, _with_database, as_record, http_text, user_registered
+from tests.e2e.conftest import REPO, Stack, Worker, _with_database, as_record, http_text, sample, user_registered
 
 CHANGELOG = "customer-service-processed-event-ids-changelog"
 FAST_SESSION = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1", "LOG_LEVEL": "WARNING"}

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -80,6 +81,12 @@ def http_json(url: str, token: str | None = None) -> tuple[int, Any]:
 def http_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
+
+
+def sample(text: str, series: str) -> float:
+    """One series' value in a Prometheus text page (0 when absent)."""
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 @dataclass

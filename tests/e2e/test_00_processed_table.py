@@ -5,7 +5,6 @@ transaction. Runs before the session worker joins the group (``test_00_*``)."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +13,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from acme_customer.adapters.consumer_lag import GroupOffsets
-from tests.e2e.conftest import Stack, Worker, as_record, http_text, user_registered, wait_for
+from tests.e2e.conftest import Stack, Worker, as_record, http_text, sample, user_registered, wait_for
 
 pytestmark = pytest.mark.e2e
 CHANGELOG = "customer-service-processed-event-ids-changelog"
-
-
-def _sample(text: str, series: str) -> float:
-    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+USER_EVENTS = "identity.user.events"
+GROUP = "customer-service"  # the worker's Faust app id
+BACKLOG = 3000
 
 
 def _changelog_config(bootstrap: str) -> dict[str, str]:
@@ -78,18 +75,18 @@ def test_after_a_kill_the_next_worker_skips_redeliveries_from_the_recovered_tabl
     workers.append(second)
     second.wait_ready(timeout=120)
     metrics = http_text(f"{second.url}/metrics")
-    assert _sample(metrics, "processed_cache_entries") >= 1000
-    assert _sample(metrics, "processed_cache_recovery_seconds_count") >= 1
+    assert sample(metrics, "processed_cache_entries") >= 1000
+    assert sample(metrics, "processed_cache_recovery_seconds_count") >= 1
     stack.produce(records)  # the same 1,000, delivered again
 
     def duplicates() -> float:
-        return _sample(http_text(f"{second.url}/metrics"), 'customer_created_total{status="duplicate"}')
+        return sample(http_text(f"{second.url}/metrics"), 'customer_created_total{status="duplicate"}')
 
     wait_for(lambda: duplicates() >= 1000, 60, "the 1,000 redeliveries counted as duplicates", 0.25)
     metrics = http_text(f"{second.url}/metrics")
     # skipped from the table: not one PostgreSQL transaction in this worker
-    assert _sample(metrics, 'processing_attempts_total{agent="register_customer",outcome="ok"}') == 0
-    assert _sample(metrics, 'customer_created_total{status="created"}') == 0
+    assert sample(metrics, 'processing_attempts_total{agent="register_customer",outcome="ok"}') == 0
+    assert sample(metrics, 'customer_created_total{status="created"}') == 0
     rows = stack.sql(
         "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM customers WHERE user_id = ANY(%s::uuid[])",
         ([event["payload"]["userId"] for event in events],),
@@ -121,16 +118,13 @@ def test_a_worker_that_recovers_the_table_on_a_backlog_processes_and_commits_all
 
     wait_for(lambda: processed() == BACKLOG, 90, f"the {BACKLOG:,} backlog events processed", 0.25)
     ends = stack.end_offsets(USER_EVENTS)
-    wait_for(lambda: _committed(stack, USER_EVENTS) == ends, 30, "the group's committed offsets at the log's end", 0.25)
+    wait_for(
+        lambda: _committed(stack, USER_EVENTS, ends) == ends, 30, "the group's committed offsets at the log's end", 0.25
+    )
 
 
-BACKLOG = 3000
-USER_EVENTS = "identity.user.events"
-GROUP = "customer-service"  # the worker's Faust app id
-
-
-def _committed(stack: Stack, topic: str) -> dict[int, int | None]:
-    partitions = [(topic, partition) for partition in stack.end_offsets(topic)]
+def _committed(stack: Stack, topic: str, of: dict[int, int]) -> dict[int, int | None]:
+    partitions = [(topic, partition) for partition in of]
 
     async def read() -> dict[int, int | None]:
         offsets = GroupOffsets(stack.bootstrap, GROUP)
