@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from acme_customer.adapters import postgres
 from acme_customer.adapters.migrations import apply_migrations, migration_files
 from acme_customer.adapters.postgres import PostgresCustomerStore, PostgresProfiles, PostgresUnitOfWork
 from acme_customer.domain.customer import Customer, Preferences
@@ -505,3 +506,52 @@ async def test_a_connection_broken_before_the_unit_of_work_opens_goes_back_to_th
         async with PostgresUnitOfWork(pool):  # type: ignore[arg-type]
             raise AssertionError("the unit of work must not open on a closed connection")
     assert pool.returned == [broken]
+
+
+async def _backend_pid(store: PostgresCustomerStore) -> int:
+    async with store.pool.connection() as connection:
+        row = await (await connection.execute("SELECT pg_backend_pid()")).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _terminate(database_url: str, pid: int) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        row = await (await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))).fetchone()
+    assert row == (True,)
+
+
+async def test_a_connection_lost_right_after_use_is_an_outage_to_retry_then_replaced(
+    adapter_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool skips its check for a connection handed out less than a second ago (a round trip
+    saved per transaction when busy): if the server ended its session meanwhile, the first
+    statement fails as an outage, which is retried, and the pool replaces the connection."""
+    monkeypatch.setattr(postgres._CheckWhenIdle, "IDLE_S", 600.0)  # the clock: however slow this machine is
+    store = PostgresCustomerStore.create(adapter_pg_url, max_size=1)
+    await store.open()
+    try:
+        pid = await _backend_pid(store)
+        await _terminate(adapter_pg_url, pid)
+        with pytest.raises(StoreUnavailable):
+            await store.mark_published([uuid.uuid4()])
+        assert await _backend_pid(store) != pid  # the retry gets a new session
+    finally:
+        await store.close()
+
+
+async def test_a_connection_lost_while_idle_in_the_pool_is_replaced_before_use(
+    adapter_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection idle for longer than the check's threshold is checked at checkout, as psycopg_pool
+    does by default: a session the server ended meanwhile never reaches a caller."""
+    monkeypatch.setattr(postgres._CheckWhenIdle, "IDLE_S", 0.0)  # the clock: every connection counts as idle
+    store = PostgresCustomerStore.create(adapter_pg_url, max_size=1)
+    await store.open()
+    try:
+        pid = await _backend_pid(store)
+        await _terminate(adapter_pg_url, pid)
+        await store.mark_published([uuid.uuid4()])  # no error: the check found the lost session
+        assert await _backend_pid(store) != pid
+    finally:
+        await store.close()
