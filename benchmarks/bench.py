@@ -152,9 +152,12 @@ def run(options: Options) -> dict[str, Any]:
     median = statistics.median
     events_per_s = median(r.events_per_s for r in batched)
     projected_per_s = median(r.projected_per_s for r in batched)
+    drains = [rate for r in batched if (rate := r.drain_per_s) is not None]
+    drain_per_s = median(drains) if drains else None
     results["pipeline"] = {
         "events_per_s": events_per_s,
         "projected_per_s": projected_per_s,
+        "projection_drain_per_s": drain_per_s,
         "cpu_s_per_1000": median(r.cpu_s_per_1000 for r in batched),
         "rss_peak_mb": median(r.rss_peak_mb for r in batched),
         "runs": [_run_record(r) for r in batched],
@@ -176,6 +179,7 @@ def run(options: Options) -> dict[str, Any]:
     results["read_model_limit"] = {
         "docs_per_s": median(read_model),
         "ratio": projected_per_s / median(read_model),
+        "drain_ratio": drain_per_s / median(read_model) if drain_per_s is not None else None,
         "batch_size": projection_batch,
         "runs": read_model,
     }
@@ -239,6 +243,8 @@ def _run_record(run: pipeline.PipelineRun) -> dict[str, Any]:
         "unique": run.unique,
         "events_per_s": run.events_per_s,
         "projected_per_s": run.projected_per_s,
+        "projection_drain_per_s": run.drain_per_s,
+        "projection_drain": {"documents": run.drain[0], "seconds": run.drain[1]},
         "committed_s": run.committed_s,
         "projected_s": run.projected_s,
         "cpu_s_per_1000": run.cpu_s_per_1000,
@@ -278,6 +284,16 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("read model limit docs/s", f"{m['docs_per_s']:,.0f}", _runs(m["runs"]), f"projected ÷ limit {m['ratio']:.2f}"),
     ]
+    if p["projection_drain_per_s"] is not None:
+        drains = [r["projection_drain_per_s"] for r in p["runs"] if r["projection_drain_per_s"] is not None]
+        rows.append(
+            (
+                "projection drain docs/s",
+                f"{p['projection_drain_per_s']:,.0f}",
+                _runs(drains),
+                f"drain ÷ limit {m['drain_ratio']:.2f}",
+            )
+        )
     for series in latency.SERIES:
         values = lat[series]
         rows.append(

@@ -188,6 +188,14 @@ class PipelineRun:
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
     workers: int = 1
     transactions: tuple[float, int] = (0.0, 0)  # seconds in registration transactions, and how many
+    # after the last event is published the projector is alone on the cores: its own pace
+    drain: tuple[int, float] = (0, 0.0)  # documents still to project then, and the seconds they took
+
+    @property
+    def drain_per_s(self) -> float | None:
+        """Documents projected per second once the registrations are all done (None: nothing was left)."""
+        documents, seconds = self.drain
+        return documents / seconds if documents and seconds > 0 else None
 
     @property
     def transaction_ms_mean(self) -> float:
@@ -234,13 +242,15 @@ def run_burst(
         started = time.time()
         bench.stack.produce(burst.records)
         committed_at = projected_at = 0.0
+        left_to_project = 0
         progress, progressed_at = -1, time.time()
         while not projected_at:
             now = time.time()
             documents = 0
             if not committed_at:
                 (published,) = bench.stack.sql("SELECT COUNT(*) FROM event_store WHERE published_at IS NOT NULL")[0]
-                committed_at = now if published >= expected else 0.0
+                if published >= expected:
+                    committed_at, left_to_project = now, expected - bench.documents()
             else:
                 documents = bench.documents()
                 projected_at = now if documents >= expected else 0.0
@@ -275,6 +285,7 @@ def run_burst(
             load_average=os.getloadavg(),
             workers=workers,
             transactions=bench.transaction_seconds(),
+            drain=(left_to_project, projected_at - committed_at),
         )
         if keep:
             keep(bench)

@@ -50,6 +50,10 @@ def test_quick_bench_accounts_for_every_event_and_writes_every_figure(
         assert (run["events"], run["unique"]) == ((2000, 1980) if part == "pipeline" else (200, 198))
         assert set(run["counts"].values()) == {run["unique"]}, run["counts"]
         assert sum(run["committed_per_second"]) == run["unique"]
+        # what was left to project when the last event was published, and how long it took
+        drain = run["projection_drain"]
+        assert 0 <= drain["documents"] <= run["unique"] and drain["seconds"] >= 0, drain
+        assert (run["projection_drain_per_s"] is None) == (drain["documents"] == 0), run
     for part, keys in KEYS.items():
         for key in keys:
             assert results[part][key] > 0, (part, key)
