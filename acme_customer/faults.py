@@ -21,7 +21,7 @@ from uuid import UUID
 from acme_customer.domain.customer import Customer
 from acme_customer.domain.events import CustomerRegistered
 from acme_customer.errors import StoreUnavailable
-from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, StoredRegistration
+from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, KnownRegistrations
 
 POINTS = ("before_commit", "after_commit", "after_publish")
 
@@ -80,11 +80,8 @@ class _FaultyUnitOfWork(CustomerUnitOfWork):
     ) -> None:
         await self.inner.__aexit__(kind, error, trace)
 
-    async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        return await self.inner.registrations_by_event_id(event_ids)
-
-    async def registrations_by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        return await self.inner.registrations_by_user_id(user_ids)
+    async def known_registrations(self, event_ids: Sequence[UUID], user_ids: Sequence[UUID]) -> KnownRegistrations:
+        return await self.inner.known_registrations(event_ids, user_ids)
 
     async def reserve_customer_numbers(self, year_month: str, count: int) -> int:
         return await self.inner.reserve_customer_numbers(year_month, count)

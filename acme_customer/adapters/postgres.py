@@ -30,7 +30,7 @@ from acme_customer.domain.customer import Customer, Preferences
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CUSTOMER_REGISTERED, EVENT_VERSION, CustomerRegistered
 from acme_customer.errors import RecordRejected, StoreConflict, StoreDefect, StoreUnavailable
-from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, StoredRegistration
+from acme_customer.service_layer.ports import CustomerStore, CustomerUnitOfWork, KnownRegistrations, StoredRegistration
 from acme_customer.service_layer.project_customers import ProfileSource
 
 tracer = trace.get_tracer("acme_customer")
@@ -93,6 +93,18 @@ async def _translated() -> AsyncIterator[None]:
         raise RecordRejected("PostgreSQL cannot store the record's text: not valid Unicode") from error
 
 
+# table -> the stored CustomerRegistered of each customer the table links a key to (eventId, userId)
+_LOOKUPS = {
+    table: f"SELECT t.{key}, e.aggregate_id, e.envelope, e.published_at IS NOT NULL FROM {table} t"
+    f" JOIN event_store e ON e.aggregate_id = t.{customer_column} AND e.event_type = %s WHERE t.{key} = ANY(%s)"
+    for table, key, customer_column in (("processed_events", "event_id", "customer_id"), ("customers", "user_id", "id"))
+}
+
+
+def _registrations(rows: Sequence[tuple[Any, ...]]) -> dict[UUID, StoredRegistration]:
+    return {row[0]: StoredRegistration(row[1], CustomerRegistered.from_dict(row[2]), row[3]) for row in rows}
+
+
 class PostgresUnitOfWork(CustomerUnitOfWork):
     def __init__(self, pool: AsyncConnectionPool[Any]):
         self._pool = pool
@@ -108,9 +120,9 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
         except Exception as error:  # pool timeout: PostgreSQL unreachable
             raise StoreUnavailable(f"no PostgreSQL connection: {type(error).__name__}") from error
         # Pipeline mode: statements whose results nobody waits for (BEGIN, the inserts) travel
-        # with the next one that is waited for (a lookup, the COMMIT): after the pool's check a
-        # batch costs four round trips, not nine. A refused insert raises at the COMMIT, as the
-        # statement's own error.
+        # with the next one that is waited for (the lookups, the COMMIT): a batch costs three
+        # round trips (BEGIN and both lookups; the counter; the inserts and the COMMIT), not nine.
+        # A refused insert raises at the COMMIT, as the statement's own error.
         try:
             self._pipeline = self._connection.pipeline()
             await self._pipeline.__aenter__()
@@ -140,25 +152,20 @@ class PostgresUnitOfWork(CustomerUnitOfWork):
             await cursor.execute(sql, params)
             return await cursor.fetchall()
 
-    async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        return await self._registrations("processed_events", "event_id", "customer_id", event_ids)
-
-    async def registrations_by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        return await self._registrations("customers", "user_id", "id", user_ids)
-
-    async def _registrations(
-        self, table: str, key: str, customer_column: str, keys: Sequence[UUID]
-    ) -> dict[UUID, StoredRegistration]:
-        """key -> the stored CustomerRegistered of the customer that ``table`` links it to."""
-        if not keys:
-            return {}
-        rows = await self._rows(
-            f"SELECT t.{key}, e.aggregate_id, e.envelope, e.published_at IS NOT NULL FROM {table} t"
-            f" JOIN event_store e ON e.aggregate_id = t.{customer_column} AND e.event_type = %s"
-            f" WHERE t.{key} = ANY(%s)",
-            (CUSTOMER_REGISTERED, list(keys)),
-        )
-        return {row[0]: StoredRegistration(row[1], CustomerRegistered.from_dict(row[2]), row[3]) for row in rows}
+    async def known_registrations(self, event_ids: Sequence[UUID], user_ids: Sequence[UUID]) -> KnownRegistrations:
+        async with (
+            _translated(),
+            self.connection.cursor(row_factory=tuple_row) as by_event,
+            self.connection.cursor(row_factory=tuple_row) as by_user,
+        ):
+            # both lookups are sent before either result is read: one round trip (pipeline mode)
+            for cursor, table, keys in ((by_event, "processed_events", event_ids), (by_user, "customers", user_ids)):
+                if keys:
+                    await cursor.execute(_LOOKUPS[table], (CUSTOMER_REGISTERED, list(keys)))
+            return KnownRegistrations(
+                _registrations(await by_event.fetchall()) if event_ids else {},
+                _registrations(await by_user.fetchall()) if user_ids else {},
+            )
 
     async def reserve_customer_numbers(self, year_month: str, count: int) -> int:
         # The row lock taken here is held to commit: writers of one month queue up, and a

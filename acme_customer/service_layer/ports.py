@@ -23,6 +23,14 @@ class StoredRegistration:
     published: bool
 
 
+@dataclass(frozen=True)
+class KnownRegistrations:
+    """What the store already holds for a batch's inputs."""
+
+    by_event_id: dict[UUID, StoredRegistration]  # inputs already processed: input eventId -> registration
+    by_user_id: dict[UUID, StoredRegistration]  # customers that already exist: userId -> registration
+
+
 class CustomerUnitOfWork(abc.ABC):
     """One PostgreSQL transaction: rolled back unless ``commit`` is called.
 
@@ -39,12 +47,11 @@ class CustomerUnitOfWork(abc.ABC):
         await self.rollback()
 
     @abc.abstractmethod
-    async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        """Inputs already processed: input eventId -> the registration they led to."""
+    async def known_registrations(self, event_ids: Sequence[UUID], user_ids: Sequence[UUID]) -> KnownRegistrations:
+        """The registrations these input eventIds led to, and those of these users' existing customers.
 
-    @abc.abstractmethod
-    async def registrations_by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        """Customers that already exist: userId -> their registration."""
+        One question, so that a store can answer both lookups in one round trip.
+        """
 
     @abc.abstractmethod
     async def reserve_customer_numbers(self, year_month: str, count: int) -> int:

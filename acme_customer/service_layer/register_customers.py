@@ -76,10 +76,10 @@ async def _in_one_transaction(
     users: Sequence[UserRegistered], store: CustomerStore, now: Callable[[], datetime]
 ) -> list[Outcome]:
     async with store.unit_of_work() as uow:
-        by_event = await uow.registrations_by_event_id([user.event_id for user in users])
-        by_user = await uow.registrations_by_user_id(
-            list({user.user_id for user in users if user.event_id not in by_event})
+        stored = await uow.known_registrations(
+            [user.event_id for user in users], list(dict.fromkeys(user.user_id for user in users))
         )
+        by_event, by_user = dict(stored.by_event_id), stored.by_user_id
         outcomes: dict[int, Outcome] = {}
         to_publish: set[UUID] = set()  # CustomerRegistered eventIds already scheduled in this batch
         newcomers: dict[UUID, int] = {}  # userId -> index of the first event that registers it

@@ -267,16 +267,15 @@ class RegisterCustomerHandler:
         """Count and log what became of each record; ``started``: when its batch's transaction began."""
         now = self.now()
         duration_ms = (time.perf_counter() - started) * 1000  # committed and published: the batch's time here
+        lag = metrics.event_processing_lag_seconds.labels(event_type=USER_REGISTERED)
+        counts = {"created": 0, "duplicate": 0}
         for (record, user), outcome in zip(batch, outcomes, strict=True):
             # not cached: an attempt or a replay of a record not yet on customer.events must publish again
             if outcome.error is not None or user.event_id in unpublished:
                 continue
             self.seen.add(user.event_id, record.partition)
-            status = "created" if outcome.created else "duplicate"
-            metrics.customer_created_total.labels(status=status).inc()
-            metrics.event_processing_lag_seconds.labels(event_type=USER_REGISTERED).observe(
-                max(0.0, (now - user.timestamp).total_seconds())
-            )
+            counts["created" if outcome.created else "duplicate"] += 1
+            lag.observe(max(0.0, (now - user.timestamp).total_seconds()))
             if outcome.created and outcome.event is not None:
                 logger.info(
                     "customer %s created as %s for user %s",
@@ -291,6 +290,9 @@ class RegisterCustomerHandler:
                         duration_ms=duration_ms,
                     ),
                 )
+        for status, count in counts.items():
+            if count:
+                metrics.customer_created_total.labels(status=status).inc(count)
 
     async def _dead_letter_refused(
         self, batch: list[tuple[Record, UserRegistered]], outcomes: list[Outcome]

@@ -22,7 +22,7 @@ from acme_customer.domain.customer import Customer, register_customer
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import CustomerRegistered, UserRegistered
 from acme_customer.errors import RecordRejected, StoreConflict
-from acme_customer.service_layer.ports import CustomerStore
+from acme_customer.service_layer.ports import CustomerStore, KnownRegistrations
 
 MOMENT = datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
 
@@ -67,8 +67,8 @@ class UnitOfWorkContract:
         input_event_id = await commit_registration(store, customer, event)
 
         async with store.unit_of_work() as uow:
-            by_user = await uow.registrations_by_user_id([customer.user_id, uuid.uuid4()])
-            by_event = await uow.registrations_by_event_id([input_event_id, uuid.uuid4()])
+            known = await uow.known_registrations([input_event_id, uuid.uuid4()], [customer.user_id, uuid.uuid4()])
+            by_user, by_event = known.by_user_id, known.by_event_id
 
         assert set(by_user) == {customer.user_id}
         assert set(by_event) == {input_event_id}
@@ -86,7 +86,7 @@ class UnitOfWorkContract:
             await uow.append_events([event])
 
         async with store.unit_of_work() as uow:
-            assert await uow.registrations_by_user_id([customer.user_id]) == {}
+            assert await uow.known_registrations([], [customer.user_id]) == KnownRegistrations({}, {})
             assert await uow.reserve_customer_numbers(year_month, 1) == 1  # the number came back
 
     async def test_reserving_numbers_counts_on_from_the_last_committed_reservation(self, store: CustomerStore) -> None:
@@ -164,5 +164,5 @@ class UnitOfWorkContract:
         await store.mark_published([event.event_id, uuid.uuid4()])  # an unknown id is ignored
 
         async with store.unit_of_work() as uow:
-            (found,) = (await uow.registrations_by_user_id([customer.user_id])).values()
+            (found,) = (await uow.known_registrations([], [customer.user_id])).by_user_id.values()
         assert found.published is True

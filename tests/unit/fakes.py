@@ -23,6 +23,7 @@ from acme_customer.service_layer.ports import (
     CustomerStore,
     CustomerUnitOfWork,
     EventPublisher,
+    KnownRegistrations,
     StoredRegistration,
 )
 from acme_customer.service_layer.project_customers import ProfileSource, ReadModel
@@ -181,8 +182,11 @@ class FakeUnitOfWork(CustomerUnitOfWork):
                 )
         return None
 
-    async def registrations_by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        self._check("registrations_by_event_id", list(event_ids))
+    async def known_registrations(self, event_ids: Sequence[UUID], user_ids: Sequence[UUID]) -> KnownRegistrations:
+        self._check("known_registrations", list(event_ids), list(user_ids))
+        return KnownRegistrations(self._by_event_id(event_ids), self._by_user_id(user_ids))
+
+    def _by_event_id(self, event_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
         processed = {**self.store.processed, **self._processed}
         found = {}
         for event_id in event_ids:
@@ -192,8 +196,7 @@ class FakeUnitOfWork(CustomerUnitOfWork):
                     found[event_id] = registration
         return found
 
-    async def registrations_by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
-        self._check("registrations_by_user_id", list(user_ids))
+    def _by_user_id(self, user_ids: Sequence[UUID]) -> dict[UUID, StoredRegistration]:
         found = {}
         for customer in self._all_customers():
             if customer.user_id in user_ids:
