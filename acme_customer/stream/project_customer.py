@@ -196,9 +196,10 @@ class CustomerEventProjector:
 
     @staticmethod
     def _observe_lag(envelopes: Sequence[dict[str, Any]]) -> None:
+        now, histogram = datetime.now(UTC), metrics.event_processing_lag_seconds.labels(event_type="CustomerRegistered")
         for envelope in envelopes:
             try:
-                lag = (datetime.now(UTC) - parse_rfc3339(str(envelope.get("timestamp")))).total_seconds()
+                lag = (now - parse_rfc3339(str(envelope.get("timestamp")))).total_seconds()
             except ValueError:
                 continue
-            metrics.event_processing_lag_seconds.labels(event_type="CustomerRegistered").observe(max(0.0, lag))
+            histogram.observe(max(0.0, lag))
