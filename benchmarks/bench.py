@@ -38,6 +38,7 @@ class Options:
     per_event_events: int = 2_000
     latency_seconds: float = 60.0
     offered_rate: float = 500.0
+    latency_workers: int = 1
     pgbench_seconds: float = 10.0
     results_dir: Path = DEFAULT_RESULTS
     profile_dir: Path | None = None  # py-spy flame graphs of the first batched and per-event runs
@@ -144,8 +145,11 @@ def run(options: Options) -> dict[str, Any]:
     )
     offered = _repeat(
         options.runs,
-        f"latency at {options.offered_rate:g} events/s for {options.latency_seconds:g} s",
-        lambda _: latency.run_offered_load(options.offered_rate, options.latency_seconds),
+        f"latency at {options.offered_rate:g} events/s for {options.latency_seconds:g} s, "
+        f"{options.latency_workers} worker(s)",
+        lambda _: latency.run_offered_load(
+            options.offered_rate, options.latency_seconds, workers=options.latency_workers
+        ),
         lambda r: ", ".join(f"{name} p99 {values['p99']:.0f} ms" for name, values in r.percentiles().items()),
     )
 
@@ -185,6 +189,7 @@ def run(options: Options) -> dict[str, Any]:
     }
     results["latency_ms"] = {
         "offered_rate": options.offered_rate,
+        "workers": options.latency_workers,
         "seconds": options.latency_seconds,
         **{
             series: {p: median(r.percentiles()[series][p] for r in offered) for p in ("p50", "p95", "p99", "max")}

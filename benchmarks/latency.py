@@ -81,9 +81,12 @@ def _rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def run_offered_load(rate: float, seconds: float, timeout: float = 300) -> LatencyRun:
-    """One worker at the default batch size, ``rate`` events/s for ``seconds``; every event followed to MongoDB."""
-    with bench_worker({}, log_name="bench-latency-worker.log") as bench:
+def run_offered_load(rate: float, seconds: float, timeout: float = 300, workers: int = 1) -> LatencyRun:
+    """``workers`` workers (one group) at the default batch size, ``rate`` events/s for ``seconds``.
+
+    Every event is followed to MongoDB.
+    """
+    with bench_worker({}, log_name="bench-latency-worker.log", workers=workers) as bench:
         counts: list[tuple[float, int]] = []
         stop = threading.Event()
 

@@ -410,6 +410,7 @@ def _bench(args: argparse.Namespace) -> int:
             "per_event_events": args.per_event_events,
             "latency_seconds": args.latency_seconds,
             "offered_rate": args.offered_rate,
+            "latency_workers": args.latency_workers,
             "pgbench_seconds": args.pgbench_seconds,
             "profile_dir": args.profile,
         }.items()
@@ -508,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--per-event-events", type=int, help="events in the BATCH_SIZE=1 burst (default 2,000)")
     bench.add_argument("--latency-seconds", type=float, help="length of the offered-load phase (default 60)")
     bench.add_argument("--offered-rate", type=float, help="events/s offered in the latency phase (default 500)")
+    bench.add_argument("--latency-workers", type=int, help="workers in the latency phase (default 1)")
     bench.add_argument("--pgbench-seconds", type=float, help="length of each pgbench run (default 10)")
     bench.add_argument("--results-dir", type=Path, help="where the JSON and PNG go (default bench/results)")
     bench.add_argument("--profile", type=Path, metavar="DIR", help="py-spy flame graphs of the first runs into DIR")
