@@ -7,9 +7,10 @@ the month counters of different tests never meet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -515,6 +516,16 @@ async def _backend_pid(store: PostgresCustomerStore) -> int:
     return int(row[0])
 
 
+@contextlib.asynccontextmanager
+async def _one_connection_store(database_url: str) -> AsyncIterator[PostgresCustomerStore]:
+    store = PostgresCustomerStore.create(database_url, max_size=1)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def _terminate(database_url: str, pid: int) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
         row = await (await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))).fetchone()
@@ -528,16 +539,12 @@ async def test_a_connection_lost_right_after_use_is_an_outage_to_retry_then_repl
     saved per transaction when busy): if the server ended its session meanwhile, the first
     statement fails as an outage, which is retried, and the pool replaces the connection."""
     monkeypatch.setattr(postgres._CheckWhenIdle, "IDLE_S", 600.0)  # the clock: however slow this machine is
-    store = PostgresCustomerStore.create(adapter_pg_url, max_size=1)
-    await store.open()
-    try:
+    async with _one_connection_store(adapter_pg_url) as store:
         pid = await _backend_pid(store)
         await _terminate(adapter_pg_url, pid)
         with pytest.raises(StoreUnavailable):
             await store.mark_published([uuid.uuid4()])
         assert await _backend_pid(store) != pid  # the retry gets a new session
-    finally:
-        await store.close()
 
 
 async def test_a_connection_lost_while_idle_in_the_pool_is_replaced_before_use(
@@ -546,12 +553,8 @@ async def test_a_connection_lost_while_idle_in_the_pool_is_replaced_before_use(
     """A connection idle for longer than the check's threshold is checked at checkout, as psycopg_pool
     does by default: a session the server ended meanwhile never reaches a caller."""
     monkeypatch.setattr(postgres._CheckWhenIdle, "IDLE_S", 0.0)  # the clock: every connection counts as idle
-    store = PostgresCustomerStore.create(adapter_pg_url, max_size=1)
-    await store.open()
-    try:
+    async with _one_connection_store(adapter_pg_url) as store:
         pid = await _backend_pid(store)
         await _terminate(adapter_pg_url, pid)
         await store.mark_published([uuid.uuid4()])  # no error: the check found the lost session
         assert await _backend_pid(store) != pid
-    finally:
-        await store.close()
