@@ -7,6 +7,7 @@ are dropped when the module is done, so suites can run side by side against the 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -49,15 +50,22 @@ def adapter_pg_url(database_url: str) -> Iterator[str]:
         assert left is None, f"database {name} was not dropped"
 
 
-@pytest_asyncio.fixture(scope="module")
-async def adapter_store(adapter_pg_url: str) -> AsyncIterator[PostgresCustomerStore]:
-    """The command store over this module's database; the pool is large enough for concurrent writers."""
-    store = PostgresCustomerStore.create(adapter_pg_url, max_size=10)
+@contextlib.asynccontextmanager
+async def opened_store(database_url: str, max_size: int) -> AsyncIterator[PostgresCustomerStore]:
+    """The command store over ``database_url``, its pool open for the block and closed after it."""
+    store = PostgresCustomerStore.create(database_url, max_size=max_size)
     await store.open()
     try:
         yield store
     finally:
         await store.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def adapter_store(adapter_pg_url: str) -> AsyncIterator[PostgresCustomerStore]:
+    """The command store over this module's database; the pool is large enough for concurrent writers."""
+    async with opened_store(adapter_pg_url, max_size=10) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")

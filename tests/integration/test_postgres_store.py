@@ -7,10 +7,9 @@ the month counters of different tests never meet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -27,6 +26,7 @@ from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.domain.events import UserRegistered
 from acme_customer.errors import PermanentError, StoreDefect, StoreUnavailable
 from acme_customer.service_layer.register_customers import Outcome, register_customers
+from tests.integration.conftest import opened_store
 
 pytestmark = pytest.mark.integration
 
@@ -516,16 +516,6 @@ async def _backend_pid(store: PostgresCustomerStore) -> int:
     return int(row[0])
 
 
-@contextlib.asynccontextmanager
-async def _one_connection_store(database_url: str) -> AsyncIterator[PostgresCustomerStore]:
-    store = PostgresCustomerStore.create(database_url, max_size=1)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def _terminate(database_url: str, pid: int) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
         row = await (await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))).fetchone()
@@ -539,7 +529,7 @@ async def test_a_connection_lost_right_after_use_is_an_outage_to_retry_then_repl
     saved per transaction when busy): if the server ended its session meanwhile, the first
     statement fails as an outage, which is retried, and the pool replaces the connection."""
     monkeypatch.setattr(postgres._CheckWhenIdle, "IDLE_S", 600.0)  # the clock: however slow this machine is
-    async with _one_connection_store(adapter_pg_url) as store:
+    async with opened_store(adapter_pg_url, max_size=1) as store:
         pid = await _backend_pid(store)
         await _terminate(adapter_pg_url, pid)
         with pytest.raises(StoreUnavailable):
@@ -553,7 +543,7 @@ async def test_a_connection_lost_while_idle_in_the_pool_is_replaced_before_use(
     """A connection idle for longer than the check's threshold is checked at checkout, as psycopg_pool
     does by default: a session the server ended meanwhile never reaches a caller."""
     monkeypatch.setattr(postgres._CheckWhenIdle, "IDLE_S", 0.0)  # the clock: every connection counts as idle
-    async with _one_connection_store(adapter_pg_url) as store:
+    async with opened_store(adapter_pg_url, max_size=1) as store:
         pid = await _backend_pid(store)
         await _terminate(adapter_pg_url, pid)
         await store.mark_published([uuid.uuid4()])  # no error: the check found the lost session
