@@ -26,6 +26,7 @@ from acme_customer.adapters.consumer_lag import GroupOffsets, lag_of
 from acme_customer.adapters.kafka import (
     CUSTOMER_EVENTS,
     CUSTOMER_EVENTS_DLQ,
+    METADATA_MAX_AGE_MS,
     OUTPUT_COMPRESSION,
     USER_EVENTS,
     USER_EVENTS_DLQ,
@@ -34,7 +35,7 @@ from acme_customer.adapters.kafka_security import faust_credentials, refusal
 from acme_customer.adapters.processed_table import TABLE_NAME, TableCache, changelog_configs
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.domain.customer_number import CustomerNumber
-from acme_customer.entrypoints import web_server
+from acme_customer.entrypoints import kafka_transport, web_server
 from acme_customer.entrypoints.api_auth import API_DISABLED
 from acme_customer.entrypoints.faust_internals import (
     clear_when_flow_stops,
@@ -104,7 +105,11 @@ def configure(app: Any, conf: Any, **kwargs: Any) -> None:
     else:
         source = "API_TOKENS_FILE, re-read on change" if settings.api_tokens_file else "API_TOKENS"
         logger.info("read API: bearer token required, %d token(s) from %s", len(settings.api_tokens), source)
-    conf.broker = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
+    # Faust's aiokafka transport with read_committed consumers (entrypoints/kafka_transport.py)
+    servers = settings.kafka_bootstrap_servers.split(",")
+    conf.broker = [f"{kafka_transport.SCHEME}://{server.strip()}" for server in servers]
+    conf.consumer_metadata_max_age_ms = METADATA_MAX_AGE_MS  # new partitions consumed within ~30 s
+    conf.producer_metadata_max_age_ms = METADATA_MAX_AGE_MS
     conf.broker_credentials = faust_credentials(settings.kafka_security)
     conf.web = web_server.SCHEME  # Faust's aiohttp server; a port in use is one line, not a traceback
     conf.web_port = settings.web_port  # `faust worker --web-port N` overrides it, after this hook

@@ -35,6 +35,13 @@ CUSTOMER_EVENTS_DLQ = "customer.events.dlq"
 # (benchmarks/codec_cost.py, docs/performance.md): 5.8x smaller at ~2 µs of CPU per event,
 # where lz4 (through cramjam) gave 3.5x at ~7 µs. Needs brokers from Kafka 2.1 on.
 OUTPUT_COMPRESSION = "zstd"
+# Every consumer of ours (the story's consumer configuration): a record of an aborted producer
+# transaction is never seen, one of an open transaction only once it commits.
+READ_COMMITTED = "read_committed"
+# How often clients refresh topic metadata, so that partitions added to a topic are consumed
+# (and produced to) within about 30 s, without a restart: the refresh, then the group's rebalance
+# (docs/operations.md, "Scale by partition count"). aiokafka's default is 5 minutes.
+METADATA_MAX_AGE_MS = 10_000
 
 MESSAGE_SPAN = "create_customer_registered_message"
 

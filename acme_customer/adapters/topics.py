@@ -12,7 +12,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from acme_customer.adapters.kafka import CUSTOMER_EVENTS, CUSTOMER_EVENTS_DLQ, USER_EVENTS, USER_EVENTS_DLQ
+import acme_customer.adapters.kafka_records  # noqa: F401  # installs the header-name patch
+from acme_customer.adapters.kafka import (
+    CUSTOMER_EVENTS,
+    CUSTOMER_EVENTS_DLQ,
+    READ_COMMITTED,
+    USER_EVENTS,
+    USER_EVENTS_DLQ,
+)
 from acme_customer.adapters.kafka_security import client_options, refusal
 from acme_customer.config import KafkaSecurity
 from acme_customer.errors import AcmeCustomerError, BrokerUnavailable
@@ -94,7 +101,12 @@ async def topic_partitions(
 async def end_offsets(bootstrap_servers: str, topic: str, *, security: KafkaSecurity = PLAINTEXT) -> dict[int, int]:
     """The end offset of each partition of ``topic`` (where the next record will go)."""
     partitions = await topic_partitions(bootstrap_servers, topic, security=security)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, **client_options(security))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        isolation_level=READ_COMMITTED,  # the last stable offset: the end of what a reader of ours sees
+        **client_options(security),
+    )
     await consumer.start()
     try:
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
@@ -123,7 +135,11 @@ async def read_topic(
     else:
         partitions = await topic_partitions(bootstrap_servers, topic, security=security)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **client_options(security)
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level=READ_COMMITTED,
+        **client_options(security),
     )
     async with reaching_kafka(bootstrap_servers, security):
         await consumer.start()

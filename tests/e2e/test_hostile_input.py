@@ -1,9 +1,9 @@
 """Hostile input through a client we did not write: kcat (librdkafka), as many real producers are.
 
 Malformed records of many kinds are interleaved with valid ones on one partition, with null
-header values, binary header values, null keys, tombstones and every compression codec. Every
-record must end in exactly one state (a customer, skipped, or the DLQ with a reason), the
-worker must stay up and stop on SIGTERM in time, and its committed offset must move past the
+header values, binary header values, header names that are not UTF-8, null keys, tombstones and
+every compression codec. Every record must end in exactly one state (a customer, skipped, or the
+DLQ with a reason), the worker must stay up and stop on SIGTERM in time, and its committed offset must move past the
 hostile batch, so that a restart does not meet it again (no poison pill).
 """
 
@@ -77,6 +77,8 @@ def _cases() -> list[Case]:
     valid = [
         _valid("null-header-value", headers=["x-null", "x-empty="]),
         _valid("binary-header-value", headers=["x-binary=\udcff\udcfe"]),  # the bytes ff fe (surrogateescape)
+        # a header *name* that is not UTF-8: legal in Kafka; aiokafka alone stops the worker on it
+        _valid("non-utf8-header-name", headers=["bad\udcffname=v", "x-null"], codec="zstd"),
         _valid("null-key", key=None),
         _bom_prefixed(),
         _valid("garbage-traceparent", headers=["traceparent=not-a-trace-context"]),
@@ -88,6 +90,7 @@ def _cases() -> list[Case]:
         _malformed("tombstone-null-key", None, "value: null (a tombstone)", key=None),
         _malformed("empty", b"", "value: empty", headers=["x-null"]),
         _malformed("random-bytes", b"\xff\x00\x01\x1f" + bytes(range(0x20, 0x100)), "value: not Avro or JSON"),
+        _malformed("random-bytes-non-utf8-header-name", b"\xfe\xfd", "value: not Avro or JSON", headers=["\udcfe="]),
         _malformed("nested", nested, "value: JSON nested too deeply"),
         _malformed("json-string", b'"UserRegistered"', "event: expected a JSON object, got a string"),
         _malformed(
