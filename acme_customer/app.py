@@ -24,6 +24,7 @@ from faust.web import Request, Response, View
 from acme_customer import observability as metrics
 from acme_customer.adapters.consumer_lag import GroupOffsets, lag_of
 from acme_customer.adapters.kafka import (
+    CONSUMER_GROUP,
     CUSTOMER_EVENTS,
     CUSTOMER_EVENTS_DLQ,
     METADATA_MAX_AGE_MS,
@@ -50,7 +51,7 @@ from acme_customer.stream.lanes import Delivery, PartitionLanes
 from acme_customer.stream.records import Record, record_of
 from acme_customer.stream.trace_context import consuming
 
-APP_ID = "customer-service"
+APP_ID = CONSUMER_GROUP
 LAG_INTERVAL_S = 5.0  # how often consumer_lag_records is measured
 EXPIRY_INTERVAL_S = 600.0  # how often the processed-eventId table drops entries past the retention
 INPUT_PARTITIONS = 12  # identity.user.events: the table's changelog has as many, one for one

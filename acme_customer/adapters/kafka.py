@@ -27,6 +27,7 @@ from acme_customer.domain.events import CustomerRegistered
 from acme_customer.errors import PublishFailed
 from acme_customer.service_layer.ports import EventPublisher
 
+CONSUMER_GROUP = "customer-service"  # also the Faust app id
 CUSTOMER_EVENTS = "customer.events"
 USER_EVENTS = "identity.user.events"
 USER_EVENTS_DLQ = "identity.user.events.dlq"

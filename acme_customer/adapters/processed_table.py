@@ -20,7 +20,12 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from acme_customer.adapters.kafka import CONSUMER_GROUP
+
 TABLE_NAME = "processed-event-ids"
+# Faust names a table's changelog <app id>-<table>-changelog; it must have as many partitions as
+# identity.user.events, one for one (``topics ensure --partitions N`` grows both)
+CHANGELOG_TOPIC = f"{CONSUMER_GROUP}-{TABLE_NAME}-changelog"
 
 
 def changelog_configs(retention_s: float) -> dict[str, str]:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 import acme_customer.adapters.kafka_records  # noqa: F401  # installs the header-name patch
@@ -21,6 +21,7 @@ from acme_customer.adapters.kafka import (
     USER_EVENTS_DLQ,
 )
 from acme_customer.adapters.kafka_security import client_options, refusal
+from acme_customer.adapters.processed_table import CHANGELOG_TOPIC
 from acme_customer.config import KafkaSecurity
 from acme_customer.errors import AcmeCustomerError, BrokerUnavailable
 
@@ -54,8 +55,15 @@ async def missing_topics(bootstrap_servers: str, security: KafkaSecurity) -> lis
     ]
 
 
+DEFAULT_PARTITIONS = 12
+
+
 async def ensure_topics(
-    bootstrap_servers: str, partitions: int = 12, dlq_partitions: int = 1, *, security: KafkaSecurity = PLAINTEXT
+    bootstrap_servers: str,
+    partitions: int = DEFAULT_PARTITIONS,
+    dlq_partitions: int = 1,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create the missing topics of the contract; return the names created."""
     wanted = {
@@ -78,6 +86,35 @@ async def ensure_topics(
             if missing:
                 await admin.create_topics(missing)
             return [topic.name for topic in missing]
+        finally:
+            await admin.close()
+
+
+class TopicsRefused(AcmeCustomerError):
+    """A topic has more partitions than asked for: Kafka cannot take partitions away."""
+
+
+async def grow_topics(bootstrap_servers: str, partitions: int, *, security: KafkaSecurity = PLAINTEXT) -> list[str]:
+    """Grow the input and output topics, and the processed-eventId table's changelog when it exists,
+    to ``partitions``; return the names grown.
+
+    They scale together: the changelog one for one with the input, the output so that the projector
+    scales too. A topic with more partitions raises ``TopicsRefused`` before anything changes.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(security))
+    async with reaching_kafka(bootstrap_servers, security):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            topics = [topic for topic in (USER_EVENTS, CUSTOMER_EVENTS, CHANGELOG_TOPIC) if topic in existing]
+            counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(topics)}
+            larger = sorted(f"{topic} has {count}" for topic, count in counts.items() if count > partitions)
+            if larger:
+                raise TopicsRefused(f"cannot shrink to {partitions} partitions ({'; '.join(larger)}): nothing changed")
+            smaller = {topic: NewPartitions(partitions) for topic, count in counts.items() if count < partitions}
+            if smaller:
+                await admin.create_partitions(smaller)
+            return sorted(smaller)
         finally:
             await admin.close()
 

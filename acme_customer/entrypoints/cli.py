@@ -72,7 +72,7 @@ def _migrate(_: argparse.Namespace) -> int:
 def _topics(args: argparse.Namespace) -> int:
     import asyncio
 
-    from acme_customer.adapters.topics import ensure_topics
+    from acme_customer.adapters.topics import DEFAULT_PARTITIONS, ensure_topics, grow_topics
     from acme_customer.config import kafka_security
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
@@ -80,9 +80,24 @@ def _topics(args: argparse.Namespace) -> int:
         print("acme-customer: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
         return EXIT_CONFIGURATION
     security = kafka_security(os.environ)  # a ConfigError is main's: one line per problem, exit 2
-    created = asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, security=security))
+    if args.partitions is not None:  # a TopicsRefused is main's too: one line, nothing changed
+        grown = asyncio.run(grow_topics(bootstrap, args.partitions, security=security))
+        print(f"topics grown to {args.partitions} partitions: {', '.join(grown) if grown else 'none (all have them)'}")
+    partitions = args.partitions or DEFAULT_PARTITIONS
+    created = asyncio.run(ensure_topics(bootstrap, partitions=partitions, security=security))
     print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
     return 0
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return number
 
 
 def _committed_versions(path: Path) -> list[dict[str, object]]:
@@ -453,7 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = commands.add_parser("topics", help="create the contract's topics when missing")
     topics.add_argument("action", choices=["ensure"])
-    topics.add_argument("--partitions", type=int, default=12, help="partitions of the input and output topics")
+    topics.add_argument(
+        "--partitions",
+        type=_positive,
+        help="partitions of the input and output topics: created with this many (default 12), and existing ones"
+        " (with the processed-eventId table's changelog) grown to it; never shrunk",
+    )
     topics.set_defaults(handler=_topics)
 
     schemas = commands.add_parser("schemas", help="check avro/*.avsc against their committed history")

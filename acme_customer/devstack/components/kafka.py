@@ -94,7 +94,7 @@ class Kafka(Component):
         if (data / "meta.properties").exists():
             return
         data.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         run_checked(
             [
                 *self._java(),
@@ -166,3 +166,15 @@ class Kafka(Component):
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports['kafka']}",
             **self.sasl_ssl.env(self.ports["kafka_sasl_ssl"]),
         }
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, as Kafka's own tool makes them.
+
+    Never one that begins with "-" (1 in 64 otherwise): the storage tool would read it as an
+    option and refuse to format (seen here), which is why Kafka's ``Uuid.randomUuid`` skips those too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
