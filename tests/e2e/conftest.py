@@ -21,6 +21,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -246,6 +247,26 @@ def stack(database_url: str, mongodb_uri: str, kafka_bootstrap: str) -> Iterator
     MongoClient(mongodb_uri).drop_database(env["MONGODB_DATABASE"])
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+@contextmanager
+def databases_of_its_own(stack: Stack, prefix: str, **env: str) -> Iterator[dict[str, str]]:
+    """The session's environment with ``env`` over it and a PostgreSQL and a MongoDB database of
+    its own (``<prefix>_<random>``), dropped afterwards: for a worker on another Kafka or listener."""
+    database = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(stack.database_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {database}")
+    try:
+        yield {
+            **stack.env,
+            **env,
+            "DATABASE_URL": stack.database_url.rsplit("/", 1)[0] + f"/{database}",
+            "MONGODB_DATABASE": database,
+        }
+    finally:
+        MongoClient(stack.env["MONGODB_URI"]).drop_database(database)
+        with psycopg.connect(stack.database_url, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

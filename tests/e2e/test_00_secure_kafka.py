@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from acme_customer.adapters.kafka_security import client_options
 from acme_customer.adapters.topics import end_offsets, read_topic
 from acme_customer.config import kafka_security
 from acme_customer.entrypoints.cli import EXIT_CONFIGURATION, EXIT_OK, EXIT_UNAVAILABLE
-from tests.e2e.conftest import REPO, Stack, Worker, as_record, user_registered, wait_for
+from tests.e2e.conftest import REPO, Stack, Worker, as_record, databases_of_its_own, user_registered, wait_for
 
 pytestmark = pytest.mark.e2e
 CLI = str(REPO / ".venv" / "bin" / "acme-customer")
@@ -48,25 +47,17 @@ def secured(stack: Stack) -> Iterator[dict[str, str]]:
             " (acme-customer devstack stop kafka && acme-customer devstack up)",
             pytrace=False,
         )
-    suffix = uuid.uuid4().hex[:10]
-    database = f"customer_sasl_{suffix}"
-    with psycopg.connect(stack.database_url, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {database}")
-    env = {
-        **stack.env,
-        "KAFKA_BOOTSTRAP_SERVERS": listener,
-        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-        "KAFKA_SASL_MECHANISM": stack.env["KAFKA_SASL_SSL_MECHANISM"],
-        "KAFKA_SASL_USERNAME": stack.env["KAFKA_SASL_SSL_USERNAME"],
-        "KAFKA_SASL_PASSWORD": stack.env["KAFKA_SASL_SSL_PASSWORD"],
-        "KAFKA_SSL_CAFILE": stack.env["KAFKA_SASL_SSL_CAFILE"],
-        "DATABASE_URL": stack.database_url.rsplit("/", 1)[0] + f"/{database}",
-        "MONGODB_DATABASE": database,
-    }
-    yield env
-    MongoClient(env["MONGODB_URI"]).drop_database(database)
-    with psycopg.connect(stack.database_url, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    with databases_of_its_own(
+        stack,
+        "customer_sasl",
+        KAFKA_BOOTSTRAP_SERVERS=listener,
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SASL_MECHANISM=stack.env["KAFKA_SASL_SSL_MECHANISM"],
+        KAFKA_SASL_USERNAME=stack.env["KAFKA_SASL_SSL_USERNAME"],
+        KAFKA_SASL_PASSWORD=stack.env["KAFKA_SASL_SSL_PASSWORD"],
+        KAFKA_SSL_CAFILE=stack.env["KAFKA_SASL_SSL_CAFILE"],
+    ) as env:
+        yield env
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:

@@ -11,21 +11,29 @@ A shrink is refused with one line, and nothing changes.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
-from pymongo import MongoClient
 
 from acme_customer.adapters.topics import ensure_topics, topic_partitions
 from acme_customer.devstack.stack import Stack as DevStack
-from tests.e2e.conftest import REPO, Stack, Worker, as_record, http_json, http_text, user_registered, wait_for
+from tests.e2e.conftest import (
+    REPO,
+    Stack,
+    Worker,
+    as_record,
+    databases_of_its_own,
+    http_json,
+    http_text,
+    user_registered,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +41,7 @@ USER_EVENTS = "identity.user.events"
 CUSTOMER_EVENTS = "customer.events"
 PICKUP_BOUND_S = 30.0  # docs/operations.md, "Scale by partition count"
 CLI = str(Path(sys.executable).parent / "acme-customer")
-SHARED_DEVSTACK = REPO / ".devstack"
+SHARED_DEVSTACK = Path(os.environ.get("DEVSTACK_DIR", REPO / ".devstack"))
 
 
 @pytest.fixture(scope="module")
@@ -52,43 +60,33 @@ def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def grown(stack: Stack, own_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    suffix = uuid.uuid4().hex[:10]
-    database = f"customer_growth_{suffix}"
-    with psycopg.connect(stack.database_url, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {database}")
-    env = {
-        **stack.env,
-        "KAFKA_BOOTSTRAP_SERVERS": own_kafka,
-        "DATABASE_URL": stack.database_url.rsplit("/", 1)[0] + f"/{database}",
-        "MONGODB_DATABASE": database,
-        "EVENT_FORMAT": "json",
-    }
-    asyncio.run(ensure_topics(own_kafka))
-    worker = Worker(env=env, log_path=tmp_path_factory.mktemp("growth-logs") / "worker.log").start()
-    try:
-        worker.wait_ready()
-        before = [user_registered(first_name="Before") for _ in range(24)]
-        _produce(own_kafka, before)
-        growth = Stack(env=env, database_url=env["DATABASE_URL"], mongo_database=database)
-        wait_for(lambda: _customers(growth) == 24, 60, "the customers produced before the growth")
+    with databases_of_its_own(stack, "customer_growth", KAFKA_BOOTSTRAP_SERVERS=own_kafka, EVENT_FORMAT="json") as env:
+        asyncio.run(ensure_topics(own_kafka))
+        worker = Worker(env=env, log_path=tmp_path_factory.mktemp("growth-logs") / "worker.log").start()
+        try:
+            yield _grow_under(
+                worker, Stack(env=env, database_url=env["DATABASE_URL"], mongo_database=env["MONGODB_DATABASE"])
+            )
+        finally:
+            worker.stop()
 
-        command = subprocess.run(
-            [CLI, "topics", "ensure", "--partitions", "18"], env=env, capture_output=True, text=True, timeout=60
-        )
-        grown_at = time.monotonic()
-        after = [user_registered(first_name="After") for _ in range(12)]
-        _produce(own_kafka, after, partitions=range(12, 18))  # two on each new partition
-        wait_for(
-            lambda: _customers(growth) == 36, PICKUP_BOUND_S, "the records on the new partitions to become customers"
-        )
-        picked_up_s = time.monotonic() - grown_at
-        print(f"new partitions consumed {picked_up_s:.1f} s after the growth")
-        yield {"command": command, "worker": worker, "stack": growth, "events": before + after, "kafka": own_kafka}
-    finally:
-        worker.stop()
-        MongoClient(stack.env["MONGODB_URI"]).drop_database(database)
-        with psycopg.connect(stack.database_url, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+def _grow_under(worker: Worker, growth: Stack) -> dict[str, object]:
+    """24 customers on 12 partitions, the topics grown to 18, then 12 more on the new partitions."""
+    worker.wait_ready()
+    before = [user_registered(first_name="Before") for _ in range(24)]
+    _produce(growth.bootstrap, before)
+    wait_for(lambda: _customers(growth) == 24, 60, "the customers produced before the growth")
+
+    command = subprocess.run(
+        [CLI, "topics", "ensure", "--partitions", "18"], env=growth.env, capture_output=True, text=True, timeout=60
+    )
+    grown_at = time.monotonic()
+    after = [user_registered(first_name="After") for _ in range(12)]
+    _produce(growth.bootstrap, after, partitions=range(12, 18))  # two on each new partition
+    wait_for(lambda: _customers(growth) == 36, PICKUP_BOUND_S, "the records on the new partitions to become customers")
+    print(f"new partitions consumed {time.monotonic() - grown_at:.1f} s after the growth")
+    return {"command": command, "worker": worker, "stack": growth, "events": before + after, "kafka": growth.bootstrap}
 
 
 def _produce(bootstrap: str, events: list[dict[str, object]], partitions: range | None = None) -> None:
