@@ -34,6 +34,7 @@ from acme_customer.adapters.kafka import (
 )
 from acme_customer.adapters.kafka_security import faust_credentials, refusal
 from acme_customer.adapters.processed_table import TABLE_NAME, TableCache, changelog_configs
+from acme_customer.adapters.topics import DEFAULT_PARTITIONS
 from acme_customer.bootstrap import Container, kafka_reachable
 from acme_customer.domain.customer_number import CustomerNumber
 from acme_customer.entrypoints import kafka_transport, web_server
@@ -54,7 +55,7 @@ from acme_customer.stream.trace_context import consuming
 APP_ID = CONSUMER_GROUP
 LAG_INTERVAL_S = 5.0  # how often consumer_lag_records is measured
 EXPIRY_INTERVAL_S = 600.0  # how often the processed-eventId table drops entries past the retention
-INPUT_PARTITIONS = 12  # identity.user.events: the table's changelog has as many, one for one
+INPUT_PARTITIONS = DEFAULT_PARTITIONS  # identity.user.events as created: the table's changelog has as many
 container = Container()
 logger = logging.getLogger(__name__)
 
